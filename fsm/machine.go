@@ -1,0 +1,120 @@
+package fsm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	lfsm "github.com/looplab/fsm"
+)
+
+// ErrIllegalTransition matches every *IllegalTransitionError with errors.Is.
+var ErrIllegalTransition = errors.New("fsm: illegal transition")
+
+// IllegalTransitionError reports an event that the table does not allow in
+// the machine's current state. The machine is left unchanged.
+type IllegalTransitionError struct {
+	Machine Kind
+	ID      string
+	State   State
+	Event   Event
+}
+
+func (e *IllegalTransitionError) Error() string {
+	switch {
+	case !definitionOf(e.Machine).HasEvent(e.Event):
+		return fmt.Sprintf("fsm: %s %s: unknown event %q", e.Machine, e.ID, e.Event)
+	case definitionOf(e.Machine).IsTerminal(e.State):
+		return fmt.Sprintf("fsm: %s %s: event %q in terminal state %q", e.Machine, e.ID, e.Event, e.State)
+	default:
+		return fmt.Sprintf("fsm: %s %s: event %q is not allowed in state %q", e.Machine, e.ID, e.Event, e.State)
+	}
+}
+
+// Is makes errors.Is(err, ErrIllegalTransition) true.
+func (e *IllegalTransitionError) Is(target error) bool { return target == ErrIllegalTransition }
+
+func definitionOf(k Kind) *Definition {
+	if k == KindBreaker {
+		return Breaker
+	}
+	return Request
+}
+
+// Machine is one running instance of a Definition on looplab/fsm. It is safe
+// for concurrent use: Fire calls are serialised, and the hook sees the
+// transitions of one machine in the order they happened.
+type Machine struct {
+	def  *Definition
+	id   string
+	hook Hook
+	now  func() time.Time
+
+	mu sync.Mutex // guards f across the check, the event and the hook
+	f  *lfsm.FSM
+}
+
+// New starts a machine of this definition in its initial state. id names it in
+// transition records (a request ID, or a provider name). hook may be nil; now
+// nil means time.Now.
+func (d *Definition) New(id string, hook Hook, now func() time.Time) *Machine {
+	if now == nil {
+		now = time.Now
+	}
+	return &Machine{
+		def:  d,
+		id:   id,
+		hook: hook,
+		now:  now,
+		f:    lfsm.NewFSM(string(d.Initial), d.events, nil),
+	}
+}
+
+// ID returns the name the machine was created with.
+func (m *Machine) ID() string { return m.id }
+
+// Definition returns the machine's table.
+func (m *Machine) Definition() *Definition { return m.def }
+
+// State returns the current state.
+func (m *Machine) State() State {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return State(m.f.Current())
+}
+
+// Done reports whether the machine is in a terminal state.
+func (m *Machine) Done() bool { return m.def.IsTerminal(m.State()) }
+
+// Fire applies event e with the pipeline's detail. On success the hook is
+// called once with the record, which is also returned. An event the table does
+// not allow returns an *IllegalTransitionError and changes nothing.
+//
+// ctx is deliberately stripped of its cancellation: looplab/fsm leaves a
+// machine stuck in transition for good when an event is fired with a context
+// that is already cancelled (DESIGN §8). Cancellation is the pipeline's
+// business, expressed as an event (give_up), never as a wedged machine.
+func (m *Machine) Fire(ctx context.Context, e Event, d Detail) (Transition, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	from := State(m.f.Current())
+	to, ok := m.def.Next(from, e)
+	if !ok {
+		return Transition{}, &IllegalTransitionError{Machine: m.def.Kind, ID: m.id, State: from, Event: e}
+	}
+	if ctx.Done() != nil {
+		ctx = context.WithoutCancel(ctx)
+	}
+	if err := m.f.Event(ctx, string(e)); err != nil {
+		// The table and looplab/fsm were built from the same rules, so this
+		// is a bug in this package, not in the caller.
+		return Transition{}, fmt.Errorf("fsm: %s %s: looplab/fsm refused %q in %q: %w", m.def.Kind, m.id, e, from, err)
+	}
+	t := Transition{Machine: m.def.Kind, ID: m.id, Event: e, From: from, To: to, Time: m.now(), Detail: d}
+	if m.hook != nil {
+		m.hook(t)
+	}
+	return t, nil
+}
