@@ -1,0 +1,37 @@
+package providers
+
+import (
+	"context"
+	"time"
+)
+
+// Provider calls one upstream API. Implementations are safe for concurrent
+// use. Every error they return is a *Error with its class.
+type Provider interface {
+	// Name is the provider's configured name ("openai", "anthropic").
+	Name() string
+	// Complete makes one non-streamed call for target.Model.
+	Complete(ctx context.Context, req *ChatRequest, call Call) (*ChatResponse, error)
+	// Stream makes one streamed call. It returns once the upstream has
+	// answered with a success status and its stream has begun; a failure
+	// before that is returned as the error, so the caller may still retry or
+	// fail over. Chunks then come from the Stream.
+	Stream(ctx context.Context, req *ChatRequest, call Call) (Stream, error)
+}
+
+// Call is what one attempt needs besides the request.
+type Call struct {
+	Model     string        // the target's model name at this provider
+	RequestID string        // sent upstream as X-Request-ID
+	Timeout   time.Duration // bounds this attempt (for a stream: until its first chunk); 0 = no limit but ctx
+}
+
+// Stream is an upstream stream translated into OpenAI chunks.
+type Stream interface {
+	// Next returns the next chunk, io.EOF after a clean end of the stream, or
+	// a *Error for a failure mid-stream (a cut connection, an error event, a
+	// stall longer than idle). It must not be called after an error.
+	Next(ctx context.Context, idle time.Duration) (*Chunk, error)
+	// Close releases the connection; it is safe to call more than once.
+	Close() error
+}
