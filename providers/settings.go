@@ -4,7 +4,7 @@ import "time"
 
 // Settings is the providers' part of the configuration file: the upstream
 // APIs, their breakers and the routes. Zero values mean the documented
-// defaults (see WithDefaults); Validate reports every mistake by its YAML key.
+// defaults (see ApplyDefaults); Validate reports every mistake by its YAML key.
 type Settings struct {
 	// Providers names each upstream API; the names are what routes refer to.
 	Providers map[string]ProviderSettings `yaml:"providers"`
