@@ -32,3 +32,14 @@ bench:
 
 clean:
 	rm -rf $(BIN)
+
+# Build, start the mock and the orchestrator on the embedded default, run the
+# five scenarios with curl, stop both.
+demo: build
+	./cmd/demo/demo.sh
+
+# Start both for manual use (Ctrl-C stops both).
+run: build
+	@trap 'kill 0' EXIT; \
+	  bin/mock-provider -listen 127.0.0.1:8001 & \
+	  bin/orchestrator -listen 127.0.0.1:8080

@@ -1,0 +1,88 @@
+// Command orchestrator is the LLM reliability gateway: an OpenAI-compatible
+// POST /v1/chat/completions that validates, retries, fails over and breaks
+// circuits in front of OpenAI and Anthropic (or the mock provider).
+//
+//	orchestrator [-listen :8080] [-config FILE] [-log-format text|json]
+//
+// Without -config it runs on the embedded default: both providers on the mock
+// at 127.0.0.1:8001. The journal (one line per transition) goes to stderr.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/llm-gateway/gateway/pipeline"
+	"github.com/llm-gateway/gateway/pipeline/config"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+func run(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("orchestrator", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "", "address to listen on (default from the config, :8080)")
+	path := fs.String("config", "", "YAML configuration file (default: the embedded demo configuration)")
+	format := fs.String("log-format", "", "journal format: text or json (default from the config, text)")
+	drain := fs.Duration("drain", 30*time.Second, "how long shutdown waits for requests in flight")
+	printDefault := fs.Bool("print-default-config", false, "print the embedded default configuration and exit")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *printDefault {
+		_, _ = os.Stdout.Write(config.DefaultYAML())
+		return 0
+	}
+	cfg, err := config.Load(*path, os.Getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "orchestrator: %v\n", err)
+		return 2
+	}
+	if *listen != "" {
+		cfg.Pipeline.Server.Listen = *listen
+	}
+	if *format != "" {
+		if *format != "text" && *format != "json" {
+			fmt.Fprintf(stderr, "orchestrator: -log-format %q is not valid; want text or json\n", *format)
+			return 2
+		}
+		cfg.Pipeline.Log.Format = *format
+	}
+	srv, err := pipeline.New(pipeline.Config{Settings: cfg.Pipeline, Providers: cfg.Providers, Log: stderr})
+	if err != nil {
+		fmt.Fprintf(stderr, "orchestrator: %v\n", err)
+		return 2
+	}
+	ln, err := net.Listen("tcp", cfg.Pipeline.Server.Listen)
+	if err != nil {
+		fmt.Fprintf(stderr, "orchestrator: %v\n", err)
+		return 1
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	select {
+	case err := <-served:
+		fmt.Fprintf(stderr, "orchestrator: %v\n", err)
+		return 1
+	case <-sig:
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *drain)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		fmt.Fprintf(stderr, "orchestrator: shutdown: %v\n", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,370 @@
+package pipeline
+
+import (
+	"bufio"
+	"io"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/llm-gateway/gateway/fsm"
+	"github.com/llm-gateway/gateway/providers"
+)
+
+// Journal writes the log: one line per transition of every machine, plus the
+// lines that carry no event (received, failed, skipped, start). The lines are
+// the transition record that `fsmctl replay` reads back (DESIGN §6). It is
+// safe for concurrent use; lines are buffered and flushed at least every
+// FlushEvery, and on Flush and Close.
+type Journal struct {
+	json bool
+	now  func() time.Time
+
+	mu  sync.Mutex // guards w and closed
+	w   *bufio.Writer
+	out io.Writer
+
+	closed bool
+	stop   chan struct{}
+	done   chan struct{}
+}
+
+// FlushEvery is how long a written line may wait in the buffer.
+const FlushEvery = 50 * time.Millisecond
+
+// NewJournal writes to out in "text" or "json" format.
+func NewJournal(out io.Writer, format string, now func() time.Time) *Journal {
+	if now == nil {
+		now = time.Now
+	}
+	j := &Journal{
+		json: format == "json",
+		now:  now,
+		out:  out,
+		w:    bufio.NewWriterSize(out, 64<<10),
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
+	}
+	go j.flusher()
+	return j
+}
+
+func (j *Journal) flusher() {
+	defer close(j.done)
+	t := time.NewTicker(FlushEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			j.Flush()
+		case <-j.stop:
+			return
+		}
+	}
+}
+
+// Flush writes out every buffered line.
+func (j *Journal) Flush() {
+	j.mu.Lock()
+	_ = j.w.Flush()
+	j.mu.Unlock()
+}
+
+// Close flushes and stops the background flusher. Lines written after Close
+// go straight to the output.
+func (j *Journal) Close() {
+	j.mu.Lock()
+	if j.closed {
+		j.mu.Unlock()
+		return
+	}
+	j.closed = true
+	_ = j.w.Flush()
+	j.mu.Unlock()
+	close(j.stop)
+	<-j.done
+}
+
+// Log levels.
+const (
+	levelInfo  = "INFO"
+	levelWarn  = "WARN"
+	levelError = "ERROR"
+)
+
+// actionOf names the log action of a transition (DESIGN §6).
+func actionOf(t fsm.Transition) string {
+	if t.Machine == fsm.KindBreaker {
+		return string(t.Event)
+	}
+	switch t.Event {
+	case fsm.EventValidate:
+		return "validated"
+	case fsm.EventReject:
+		return "rejected"
+	case fsm.EventRetry:
+		return "backoff"
+	case fsm.EventSucceed:
+		return "success"
+	case fsm.EventGiveUp:
+		return "gave_up"
+	default:
+		return string(t.Event)
+	}
+}
+
+// Transition logs one transition; it is the fsm.Hook of every machine.
+func (j *Journal) Transition(t fsm.Transition) {
+	level := levelInfo
+	switch {
+	case t.Event == fsm.EventGiveUp || t.Event == fsm.EventTrip || t.Event == fsm.EventReopen:
+		level = levelWarn
+	}
+	l := j.begin(level)
+	if t.Machine == fsm.KindBreaker {
+		l.str("provider", t.ID)
+		l.str("action", actionOf(t))
+	} else {
+		l.str("request_id", t.ID)
+		l.str("action", actionOf(t))
+		if t.Provider != "" {
+			l.str("provider", t.Provider)
+		}
+	}
+	if t.Attempt != 0 {
+		l.int("attempt", t.Attempt)
+	}
+	if t.Model != "" {
+		l.str("model", t.Model)
+	}
+	if t.ErrorClass != "" {
+		l.str("error", t.ErrorClass)
+	}
+	if t.Wait != 0 {
+		l.dur("wait", t.Wait)
+	}
+	if t.Status != 0 {
+		l.int("status", t.Status)
+	}
+	if t.Latency != 0 {
+		l.dur("latency", t.Latency)
+	}
+	if t.Reason != "" {
+		l.str("reason", t.Reason)
+	}
+	l.str("machine", string(t.Machine))
+	l.str("event", string(t.Event))
+	l.str("from", string(t.From))
+	l.str("to", string(t.To))
+	l.ts(t.Time)
+	j.end(l)
+}
+
+// Received logs a request's arrival; replay starts a new journey here.
+func (j *Journal) Received(id, model string, stream bool) {
+	l := j.begin(levelInfo)
+	l.str("request_id", id)
+	l.str("action", "received")
+	if model != "" {
+		l.str("model", model)
+	}
+	if stream {
+		l.str("stream", "true")
+	}
+	l.ts(j.now())
+	j.end(l)
+}
+
+// Failed logs the outcome of one failed attempt. It is not a transition: the
+// transition that follows (backoff, failover, gave_up) says what was decided.
+// An auth failure is logged at ERROR: it is a configuration problem.
+func (j *Journal) Failed(id string, attempt int, provider string, err error, latency time.Duration) {
+	class := providers.ClassOf(err)
+	level := levelWarn
+	if class == providers.ClassAuth {
+		level = levelError
+	}
+	l := j.begin(level)
+	l.str("request_id", id)
+	l.str("action", "failed")
+	l.int("attempt", attempt)
+	l.str("provider", provider)
+	l.str("error", string(class))
+	if pe, ok := err.(*providers.Error); ok {
+		if pe.Status != 0 {
+			l.int("upstream_status", pe.Status)
+		}
+		if pe.RetryAfter != 0 {
+			l.dur("retry_after", pe.RetryAfter)
+		}
+		if pe.Message != "" {
+			l.str("message", truncate(pe.Message, 200))
+		}
+	}
+	l.dur("latency", latency)
+	l.ts(j.now())
+	j.end(l)
+}
+
+// Skipped logs a target passed over because its breaker is open.
+func (j *Journal) Skipped(id, provider string, state fsm.State, probeIn time.Duration) {
+	l := j.begin(levelInfo)
+	l.str("request_id", id)
+	l.str("action", "skipped")
+	l.str("provider", provider)
+	l.str("reason", "breaker_"+string(state))
+	if probeIn > 0 {
+		l.dur("probe_in", probeIn)
+	}
+	l.ts(j.now())
+	j.end(l)
+}
+
+// Start logs the orchestrator's start: replay resets every breaker here.
+func (j *Journal) Start(kv ...string) {
+	l := j.begin(levelInfo)
+	l.str("action", "start")
+	for i := 0; i+1 < len(kv); i += 2 {
+		l.str(kv[i], kv[i+1])
+	}
+	l.ts(j.now())
+	j.end(l)
+}
+
+// Message logs a free-form operational line (not part of any journey).
+func (j *Journal) Message(level, action string, kv ...string) {
+	l := j.begin(level)
+	l.str("action", action)
+	for i := 0; i+1 < len(kv); i += 2 {
+		l.str(kv[i], kv[i+1])
+	}
+	l.ts(j.now())
+	j.end(l)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+// line builds one log line in the journal's format.
+type line struct {
+	b     []byte
+	json  bool
+	first bool
+}
+
+var linePool = sync.Pool{New: func() any { return &line{b: make([]byte, 0, 512)} }}
+
+func (j *Journal) begin(level string) *line {
+	l := linePool.Get().(*line)
+	l.b = l.b[:0]
+	l.json = j.json
+	l.first = true
+	if l.json {
+		l.b = append(l.b, `{"level":"`...)
+		l.b = append(l.b, level...)
+		l.b = append(l.b, '"')
+		l.first = false
+	} else {
+		l.b = append(l.b, level...)
+		for i := len(level); i < 6; i++ {
+			l.b = append(l.b, ' ')
+		}
+	}
+	return l
+}
+
+func (j *Journal) end(l *line) {
+	if l.json {
+		l.b = append(l.b, '}')
+	}
+	l.b = append(l.b, '\n')
+	j.mu.Lock()
+	if j.closed {
+		_, _ = j.out.Write(l.b)
+	} else {
+		_, _ = j.w.Write(l.b)
+	}
+	j.mu.Unlock()
+	if cap(l.b) <= 4096 {
+		linePool.Put(l)
+	}
+}
+
+func (l *line) key(k string) {
+	if l.json {
+		if !l.first {
+			l.b = append(l.b, ',')
+		}
+		l.b = append(l.b, '"')
+		l.b = append(l.b, k...)
+		l.b = append(l.b, `":`...)
+	} else {
+		if !l.first {
+			l.b = append(l.b, ' ')
+		}
+		l.b = append(l.b, k...)
+		l.b = append(l.b, '=')
+	}
+	l.first = false
+}
+
+func (l *line) str(k, v string) {
+	l.key(k)
+	if l.json || needsQuote(v) {
+		l.b = strconv.AppendQuote(l.b, v)
+		return
+	}
+	l.b = append(l.b, v...)
+}
+
+func (l *line) int(k string, v int) {
+	l.key(k)
+	l.b = strconv.AppendInt(l.b, int64(v), 10)
+}
+
+func (l *line) dur(k string, d time.Duration) {
+	l.key(k)
+	if d >= time.Millisecond {
+		d = d.Round(time.Microsecond)
+	}
+	if l.json {
+		l.b = append(l.b, '"')
+	}
+	l.b = append(l.b, d.String()...)
+	if l.json {
+		l.b = append(l.b, '"')
+	}
+}
+
+func (l *line) ts(t time.Time) {
+	l.key("ts")
+	if l.json {
+		l.b = append(l.b, '"')
+	}
+	l.b = t.UTC().AppendFormat(l.b, "2006-01-02T15:04:05.000000Z07:00")
+	if l.json {
+		l.b = append(l.b, '"')
+	}
+}
+
+// needsQuote reports whether a text value must be quoted to stay one token.
+func needsQuote(s string) bool {
+	if s == "" {
+		return true
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c == '"' || c == '=' || c == '\\' || c >= 0x7f {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,327 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"sort"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/llm-gateway/gateway/fsm"
+	"github.com/llm-gateway/gateway/providers"
+)
+
+// Config is everything New needs.
+type Config struct {
+	Settings  Settings
+	Providers providers.Settings
+	// Clock is the time source of the policy and the breakers; nil means the
+	// system clock.
+	Clock providers.Clock
+	// Log receives the journal; nil means io.Discard.
+	Log io.Writer
+}
+
+// Server is the orchestrator: the fasthttp ingress in front of the engine.
+type Server struct {
+	settings Settings
+	routes   providers.Routes
+	engine   *Engine
+	decoder  *Decoder
+	journal  *Journal
+	clock    providers.Clock
+	breakers map[string]*providers.Breaker
+	names    []string // provider names, sorted
+	models   []byte   // the /v1/models answer, built once
+	http     *fasthttp.Server
+}
+
+// New builds the orchestrator from validated settings.
+func New(c Config) (*Server, error) {
+	c.Settings.ApplyDefaults()
+	if errs := c.Settings.Validate(); len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if c.Clock == nil {
+		c.Clock = providers.SystemClock
+	}
+	if c.Log == nil {
+		c.Log = io.Discard
+	}
+	s := &Server{
+		settings: c.Settings,
+		routes:   c.Providers.Routes,
+		decoder:  NewDecoder(c.Settings.Server.MaxMessages),
+		clock:    c.Clock,
+		breakers: make(map[string]*providers.Breaker),
+	}
+	s.journal = NewJournal(c.Log, c.Settings.Log.Format, c.Clock.Now)
+	provs := make(map[string]providers.Provider)
+	for name, ps := range c.Providers.Providers {
+		p, err := providers.New(name, ps)
+		if err != nil {
+			s.journal.Close()
+			return nil, fmt.Errorf("providers.%s: %w", name, err)
+		}
+		provs[name] = p
+		s.breakers[name] = providers.NewBreaker(name, c.Providers.Breaker, c.Clock, s.observe)
+		s.names = append(s.names, name)
+	}
+	sort.Strings(s.names)
+	for model, targets := range s.routes {
+		for i, t := range targets {
+			if provs[t.Provider] == nil {
+				s.journal.Close()
+				return nil, fmt.Errorf("routes.%s[%d].provider: %q is not a configured provider", model, i, t.Provider)
+			}
+		}
+	}
+	s.engine = NewEngine(EngineConfig{
+		Policy:    c.Settings.Policy,
+		Routes:    s.routes,
+		Providers: provs,
+		Breakers:  s.breakers,
+		Clock:     c.Clock,
+		Journal:   s.journal,
+	})
+	s.models = modelList(s.routes)
+	s.http = &fasthttp.Server{
+		Handler:               s.handle,
+		ErrorHandler:          s.transportError,
+		Name:                  "llm-gateway",
+		NoDefaultServerHeader: true,
+		ReadTimeout:           c.Settings.Server.ReadTimeout,
+		IdleTimeout:           c.Settings.Server.IdleTimeout,
+		MaxRequestBodySize:    MaxBodyCeiling,
+		CloseOnShutdown:       true,
+	}
+	return s, nil
+}
+
+// observe is the one hook of every machine: the journal (and what hangs off
+// it) sees each transition once.
+func (s *Server) observe(t fsm.Transition) { s.journal.Transition(t) }
+
+// Journal returns the server's journal.
+func (s *Server) Journal() *Journal { return s.journal }
+
+// Breakers returns each provider's breaker, by name.
+func (s *Server) Breakers() map[string]*providers.Breaker { return s.breakers }
+
+// Serve serves on ln until Shutdown. It logs the start line first, so replay
+// knows that breakers begin closed again.
+func (s *Server) Serve(ln net.Listener) error {
+	s.journal.Start("listen", ln.Addr().String(), "providers", fmt.Sprint(s.names))
+	return s.http.Serve(ln)
+}
+
+// Shutdown stops accepting, waits for the requests in flight (up to ctx) and
+// flushes the journal.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.http.ShutdownWithContext(ctx)
+	s.journal.Close()
+	return err
+}
+
+// Handler returns the server's request handler, for in-process use.
+func (s *Server) Handler() fasthttp.RequestHandler { return s.handle }
+
+func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	switch string(ctx.Path()) {
+	case "/v1/chat/completions":
+		if !ctx.IsPost() {
+			methodNotAllowed(ctx, "POST")
+			return
+		}
+		s.chat(ctx)
+	case "/v1/models":
+		if !ctx.IsGet() {
+			methodNotAllowed(ctx, "GET")
+			return
+		}
+		ctx.SetContentType("application/json")
+		ctx.SetBody(s.models)
+	case "/healthz":
+		ctx.SetContentType("application/json")
+		ctx.SetBodyString(`{"status":"ok"}`)
+	case "/readyz":
+		s.ready(ctx)
+	case "/admin/breakers":
+		s.breakerStatus(ctx)
+	default:
+		writeError(ctx, "", &apiError{Status: 404, Type: typeInvalidRequest, Code: "unknown_url",
+			Message: fmt.Sprintf("unknown path %s; the gateway serves POST /v1/chat/completions", truncate(string(ctx.Path()), 200))}, 0, 0)
+	}
+}
+
+func methodNotAllowed(ctx *fasthttp.RequestCtx, allow string) {
+	ctx.Response.Header.Set("Allow", allow)
+	writeError(ctx, "", &apiError{Status: 405, Type: typeInvalidRequest, Code: "method_not_allowed",
+		Message: fmt.Sprintf("method %s is not allowed on %s; use %s", ctx.Method(), ctx.Path(), allow)}, 0, 0)
+}
+
+// chat serves POST /v1/chat/completions: one request machine from received
+// to a terminal state.
+func (s *Server) chat(ctx *fasthttp.RequestCtx) {
+	start := s.clock.Now()
+	id := requestID(ctx)
+	m := fsm.Request.New(id, s.observe, s.clock.Now)
+
+	var req *providers.ChatRequest
+	var targets []providers.Target
+	var ae *apiError
+	body := ctx.PostBody()
+	if len(body) > s.settings.Server.MaxBodyBytes {
+		ae = tooLarge(s.settings.Server.MaxBodyBytes)
+	} else {
+		req, ae = s.decoder.Decode(ctx.Request.Header.ContentType(), body)
+	}
+	model := ""
+	if req != nil {
+		model = req.Model
+	}
+	s.journal.Received(id, model, req != nil && req.Stream)
+	if ae == nil {
+		var ok bool
+		if targets, ok = s.routes.Lookup(req.Model); !ok {
+			ae = &apiError{Status: 404, Type: typeInvalidRequest, Code: "model_not_found", Param: "model",
+				Message: fmt.Sprintf("the model %q does not exist on this gateway; GET /v1/models lists the models it serves", truncate(req.Model, 100)),
+				Reason:  "model_not_found"}
+		} else if req.Stream {
+			ae = invalid("stream", "stream: true is not supported by this gateway yet; send stream: false")
+		}
+	}
+	if ae != nil {
+		if _, err := m.Fire(ctx, fsm.EventReject, fsm.Detail{Status: ae.Status, Reason: ae.Reason}); err != nil {
+			panic(err)
+		}
+		writeError(ctx, id, ae, 0, s.clock.Now().Sub(start))
+		return
+	}
+	if _, err := m.Fire(ctx, fsm.EventValidate, fsm.Detail{}); err != nil {
+		panic(err)
+	}
+
+	rctx, cancel := context.WithCancel(context.Background())
+	stop := watchClient(ctx.Conn(), cancel)
+	res := s.engine.Run(rctx, m, req, targets, start)
+	stop()
+	cancel()
+
+	latency := s.clock.Now().Sub(start)
+	if res.Err != nil {
+		writeError(ctx, id, res.Err, res.Attempts, latency)
+		return
+	}
+	writeCompletion(ctx, id, res, latency)
+}
+
+func tooLarge(limit int) *apiError {
+	return &apiError{Status: 413, Type: typeInvalidRequest, Code: "request_too_large",
+		Message: fmt.Sprintf("the request body is larger than %d bytes", limit), Reason: "too_large"}
+}
+
+// transportError answers what fasthttp could not hand to the handler.
+func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
+	var ae *apiError
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		ae = tooLarge(s.settings.Server.MaxBodyBytes)
+	case errors.As(err, new(*fasthttp.ErrSmallBuffer)):
+		ae = &apiError{Status: 431, Type: typeInvalidRequest, Code: "headers_too_large", Message: "the request headers are too large"}
+	default:
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			ae = &apiError{Status: 408, Type: typeInvalidRequest, Code: "request_timeout", Message: "the request was not received in time"}
+		} else {
+			ae = invalid("", "the HTTP request is malformed")
+		}
+	}
+	ctx.SetConnectionClose()
+	writeError(ctx, "", ae, 0, 0)
+}
+
+// requestID keeps a valid incoming X-Request-ID or mints one.
+func requestID(ctx *fasthttp.RequestCtx) string {
+	if in := ctx.Request.Header.Peek("X-Request-ID"); validRequestID(in) {
+		return string(in)
+	}
+	return newRequestID()
+}
+
+func validRequestID(b []byte) bool {
+	if len(b) == 0 || len(b) > 128 {
+		return false
+	}
+	for _, c := range b {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_', c == '.', c == ':':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+const idAlphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+// newRequestID returns "req_" and 24 random base-36 characters (about 124
+// bits), from the runtime's per-thread generator: no lock, no syscall.
+func newRequestID() string {
+	var b [28]byte
+	copy(b[:], "req_")
+	for i := 4; i < len(b); i++ {
+		b[i] = idAlphabet[rand.IntN(len(idAlphabet))]
+	}
+	return string(b[:])
+}
+
+func modelList(r providers.Routes) []byte {
+	type model struct {
+		ID      string `json:"id"`
+		Object  string `json:"object"`
+		Created int64  `json:"created"`
+		OwnedBy string `json:"owned_by"`
+	}
+	list := struct {
+		Object string  `json:"object"`
+		Data   []model `json:"data"`
+	}{Object: "list", Data: []model{}}
+	for _, name := range r.Models() {
+		list.Data = append(list.Data, model{ID: name, Object: "model", OwnedBy: "llm-gateway"})
+	}
+	b, _ := json.Marshal(list)
+	return b
+}
+
+func (s *Server) ready(ctx *fasthttp.RequestCtx) {
+	ctx.SetContentType("application/json")
+	for _, name := range s.names {
+		if s.breakers[name].State() != fsm.Open {
+			ctx.SetBodyString(`{"status":"ready"}`)
+			return
+		}
+	}
+	ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+	ctx.SetBodyString(`{"status":"unavailable","reason":"every provider's circuit breaker is open"}`)
+}
+
+func (s *Server) breakerStatus(ctx *fasthttp.RequestCtx) {
+	out := make([]providers.BreakerStatus, 0, len(s.names))
+	for _, name := range s.names {
+		out = append(out, s.breakers[name].Snapshot())
+	}
+	b, err := json.Marshal(map[string]any{"breakers": out, "time": s.clock.Now().UTC().Format(time.RFC3339Nano)})
+	if err != nil {
+		ctx.Error(err.Error(), 500)
+		return
+	}
+	ctx.SetContentType("application/json")
+	ctx.SetBody(b)
+}
