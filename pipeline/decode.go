@@ -40,6 +40,8 @@ func NewDecoder(maxMessages int) *Decoder {
 
 // Decode checks the content type, decodes and validates body. The returned
 // request keeps body as Raw; body must stay valid while the request is used.
+// When the body decodes but fails validation, the request is returned with
+// the error, so the caller can still log its model.
 func (d *Decoder) Decode(contentType, body []byte) (*providers.ChatRequest, *apiError) {
 	if !isJSON(contentType) {
 		return nil, &apiError{Status: 415, Type: typeInvalidRequest, Code: "unsupported_media_type",
@@ -62,10 +64,10 @@ func (d *Decoder) Decode(contentType, body []byte) (*providers.ChatRequest, *api
 	}
 	req.Raw = body
 	if len(req.Messages) > d.maxMessages {
-		return nil, invalid("messages", fmt.Sprintf("messages: at most %d messages are accepted, got %d", d.maxMessages, len(req.Messages)))
+		return req, invalid("messages", fmt.Sprintf("messages: at most %d messages are accepted, got %d", d.maxMessages, len(req.Messages)))
 	}
 	if err := d.validate.Struct(req); err != nil {
-		return nil, validationError(err)
+		return req, validationError(err)
 	}
 	return req, nil
 }

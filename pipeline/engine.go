@@ -62,7 +62,8 @@ func NewEngine(c EngineConfig) *Engine {
 
 // Result is the outcome of one request.
 type Result struct {
-	Response *providers.ChatResponse // set on success
+	Response *providers.ChatResponse // set on a plain success
+	Stream   *StreamHandle           // set on a streamed success: its first chunk has arrived
 	Provider string                  // the provider that answered, or was tried last
 	Attempts int                     // provider calls made, all targets together
 	Err      *apiError               // set on failure
@@ -78,15 +79,22 @@ type run struct {
 	targets  []providers.Target
 	deadline time.Time
 
-	attempts int   // calls made, all targets
-	tried    []int // calls made per target
-	lastErr  error
-	lastIdx  int
+	attempts    int   // calls made, all targets
+	tried       []int // calls made per target
+	lastErr     error
+	lastIdx     int
+	lastLatency time.Duration // of the last attempt
 
 	// The current rate-limit round: which targets answered 429 since the
 	// round began, and the longest Retry-After they asked for.
 	roundLimited []bool
 	roundWait    time.Duration
+
+	// A stream that has begun: the upstream stream, its first chunk and the
+	// breaker permit it holds until the stream ends.
+	stream providers.Stream
+	first  *providers.Chunk
+	permit *providers.Permit
 }
 
 // Run takes a machine in state validated through attempts to a terminal state
@@ -125,6 +133,9 @@ func (r *run) journey() Result {
 	for {
 		resp, err := r.attempt(idx, permit)
 		if err == nil {
+			if r.stream != nil {
+				return Result{Stream: &StreamHandle{r: r}, Provider: r.targets[idx].Provider, Attempts: r.attempts}
+			}
 			return r.succeed(idx, resp)
 		}
 		next, wait, stop := r.decide(idx, err)
@@ -194,8 +205,15 @@ func (r *run) attempt(idx int, permit *providers.Permit) (*providers.ChatRespons
 	r.lastIdx = idx
 	r.fire(fsm.EventAttempt, fsm.Detail{Attempt: r.attempts, Provider: t.Provider, Model: t.Model})
 	r.e.budgets[t.Provider].Call()
-	resp, err := r.call(t, permit, timeout)
+	var resp *providers.ChatResponse
+	var err error
+	if r.req.Stream {
+		err = r.openStream(t, permit, r.firstTokenTimeout(now))
+	} else {
+		resp, err = r.call(t, permit, timeout)
+	}
 	latency := r.e.clock.Now().Sub(now)
+	r.lastLatency = latency
 	if err != nil {
 		r.lastErr = err
 		r.e.journal.Failed(r.m.ID(), r.attempts, t.Provider, err, latency)
@@ -208,17 +226,18 @@ func (r *run) attempt(idx int, permit *providers.Permit) (*providers.ChatRespons
 func (r *run) call(t providers.Target, permit *providers.Permit, timeout time.Duration) (resp *providers.ChatResponse, err error) {
 	defer permit.Release()
 	resp, err = r.e.providers[t.Provider].Complete(r.ctx, r.req, providers.Call{Model: t.Model, RequestID: r.m.ID(), Timeout: timeout})
-	outcome := err
-	if providers.ClassOf(err) == providers.ClassTimeout && timeout < r.e.policy.AttemptTimeout {
-		// The request's deadline, not the provider, cut this attempt short:
-		// it says nothing about the provider's health.
-		outcome = providers.ClassCanceled
-	}
-	if r.ctx.Err() != nil {
-		outcome = providers.ClassCanceled
-	}
-	permit.Done(outcome)
+	permit.Done(r.breakerOutcome(err, timeout, r.e.policy.AttemptTimeout))
 	return resp, err
+}
+
+// breakerOutcome is what the breaker should count for err: a timeout that
+// the request's deadline (not the provider) cut short, or a call abandoned
+// because the client left, says nothing about the provider's health.
+func (r *run) breakerOutcome(err error, timeout, configured time.Duration) error {
+	if r.ctx.Err() != nil || (providers.ClassOf(err) == providers.ClassTimeout && timeout < configured) {
+		return providers.ClassCanceled
+	}
+	return err
 }
 
 // decide applies DESIGN §4 to a failed attempt on target idx.
@@ -336,7 +355,7 @@ func (r *run) admitFrom(from int) (int, *providers.Permit, bool) {
 
 func (r *run) succeed(idx int, resp *providers.ChatResponse) Result {
 	t := r.targets[idx]
-	r.fire(fsm.EventSucceed, fsm.Detail{Attempt: r.attempts, Provider: t.Provider, Status: 200})
+	r.fire(fsm.EventSucceed, fsm.Detail{Attempt: r.attempts, Provider: t.Provider, Status: 200, Latency: r.lastLatency})
 	return Result{Response: resp, Provider: t.Provider, Attempts: r.attempts}
 }
 

@@ -171,6 +171,19 @@ next:
 	return out
 }
 
+// waitLines polls the journal until a line with every needle appears (the
+// end of a stream is logged by its writer, after the client has its bytes),
+// or five seconds pass.
+func (g *gateway) waitLines(needles ...string) []string {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if l := g.lines(needles...); len(l) > 0 || time.Now().After(deadline) {
+			return l
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 const hello = `{"model":"gpt-4","messages":[{"role":"user","content":"Hello"}],"temperature":0.7}`
 
 func expectJourney(t *testing.T, got []string, want ...string) {

@@ -297,6 +297,7 @@ func (rp *replayer) read(r io.Reader) error {
 			switch {
 			case tooLong:
 				rp.rep.Lines++
+				rp.lineNo = rp.rep.Lines
 				rp.ignore(line)
 			case complete:
 				rp.line(line)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"math/rand"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/llm-gateway/gateway/fsm"
@@ -48,6 +50,9 @@ var genEpoch = time.Date(2026, 11, 26, 0, 12, 0, 123456000, time.UTC)
 
 func newLogGen(out io.Writer, format string) *logGen {
 	c := &simClock{t: genEpoch}
+	// The journal flushes from its own goroutine; unrelated lines are
+	// written from this one: both go through one lock.
+	out = &countingWriter{w: out}
 	g := &logGen{out: out, clock: c, j: NewJournal(out, format, c.now), names: []string{"anthropic", "openai"}}
 	g.tally = genTally{byStatus: map[int]int64{}, attempts: map[int]int64{},
 		trips: map[string]int64{}, probes: map[string]int64{}, recovers: map[string]int64{}, reopens: map[string]int64{},
@@ -80,6 +85,21 @@ func (g *logGen) unrelated(text string) {
 
 // close flushes the journal.
 func (g *logGen) close() { g.j.Close() }
+
+// countingWriter serialises writes and counts their bytes.
+type countingWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+	n  atomic.Int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := c.w.Write(p)
+	c.n.Add(int64(n))
+	return n, err
+}
 
 // reqDriver is one request's machine.
 type reqDriver struct {
@@ -162,11 +182,14 @@ func (d *reqDriver) giveUp(provider string, class providers.Class, status int, r
 }
 
 // simBreaker is a provider's breaker with the default settings of DESIGN §3
-// (five failures, 30 s open, one probe), on a real fsm.Breaker machine.
+// (five failures, 30 s open, one probe), on a real fsm.Breaker machine. Like
+// providers.Breaker, it ignores the outcome of a call admitted before its
+// last transition (an older generation).
 type simBreaker struct {
 	g        *logGen
 	name     string
 	m        *fsm.Machine
+	gen      int
 	failures int
 	openedAt time.Time
 	probing  bool
@@ -175,26 +198,28 @@ type simBreaker struct {
 const simOpenTimeout = 30 * time.Second
 
 // admit asks for a call; an open breaker whose time is up fires probe.
-func (b *simBreaker) admit() (ok bool, probeIn time.Duration) {
+func (b *simBreaker) admit() (ok bool, probeIn time.Duration, gen int) {
 	switch b.m.State() {
 	case fsm.Open:
 		if wait := b.openedAt.Add(simOpenTimeout).Sub(b.g.clock.now()); wait > 0 {
-			return false, wait
+			return false, wait, 0
 		}
 		b.fire(fsm.EventProbe, fsm.Detail{Reason: "open_timeout 30s passed"})
 		b.probing = true
 	case fsm.HalfOpen:
 		if b.probing {
-			return false, 0
+			return false, 0, 0
 		}
 		b.probing = true
 	}
-	return true, 0
+	return true, 0, b.gen
 }
 
-// done applies a call's outcome. A call admitted before the breaker moved
-// on (it is open now) changes nothing, like a stale generation.
-func (b *simBreaker) done(class providers.Class) {
+// done applies the outcome ("" for a success) of a call admitted in gen.
+func (b *simBreaker) done(gen int, class providers.Class) {
+	if gen != b.gen {
+		return
+	}
 	switch b.m.State() {
 	case fsm.Closed:
 		if class == "" {
@@ -203,10 +228,9 @@ func (b *simBreaker) done(class providers.Class) {
 		}
 		if b.failures++; b.failures >= 5 {
 			b.fire(fsm.EventTrip, fsm.Detail{ErrorClass: string(class), Reason: fmt.Sprintf("%d consecutive failures", b.failures)})
-			b.failures, b.openedAt = 0, b.g.clock.now()
+			b.openedAt = b.g.clock.now()
 		}
 	case fsm.HalfOpen:
-		b.probing = false
 		if class == "" {
 			b.fire(fsm.EventRecover, fsm.Detail{Reason: "1 probe succeeded"})
 			return
@@ -221,6 +245,8 @@ func (b *simBreaker) fire(e fsm.Event, d fsm.Detail) {
 	if _, err := b.m.Fire(context.Background(), e, d); err != nil {
 		panic(err)
 	}
+	b.gen++
+	b.failures, b.probing = 0, false
 	t := &b.g.tally
 	map[fsm.Event]map[string]int64{fsm.EventTrip: t.trips, fsm.EventProbe: t.probes, fsm.EventRecover: t.recovers, fsm.EventReopen: t.reopens}[e][b.name]++
 }
@@ -258,7 +284,7 @@ func (g *logGen) simulate(cfg simConfig) {
 	}
 	launch := func() {
 		started++
-		sim.push(&simRequest{id: fmt.Sprintf("req_%s%08d", randomID(rng), started)}, g.clock.now().Add(time.Duration(rng.Intn(20))*time.Millisecond))
+		sim.push(&simRequest{id: fmt.Sprintf("req_%s%08d", randomID(rng), started)}, g.clock.now().Add(time.Duration(rng.Intn(200))*time.Millisecond))
 	}
 	for i := 0; i < cfg.Concurrency && more(); i++ {
 		launch()
@@ -317,6 +343,7 @@ type simRequest struct {
 	tried   []int
 	phase   simPhase
 	class   providers.Class // the last failure's class
+	gen     int             // the breaker generation the call was admitted in
 }
 
 type simPhase int
@@ -366,7 +393,7 @@ func (s *simulation) route(r *simRequest, from int, now time.Time) bool {
 			continue
 		}
 		p := r.targets[i]
-		ok, probeIn := s.g.breakers[p].admit()
+		ok, probeIn, gen := s.g.breakers[p].admit()
 		if !ok {
 			r.d.skipped(p, probeIn)
 			continue
@@ -378,7 +405,7 @@ func (s *simulation) route(r *simRequest, from int, now time.Time) bool {
 				r.d.failover(p, r.class, failoverReason(r.class, r.tried[r.idx], 3))
 			}
 		}
-		r.idx = i
+		r.idx, r.gen = i, gen
 		r.tried[i]++
 		r.d.attempt(p, map[string]string{"openai": "gpt-4o", "anthropic": "claude-3-5-sonnet-20241022"}[p])
 		r.phase = phaseOutcome
@@ -393,12 +420,14 @@ func (s *simulation) route(r *simRequest, from int, now time.Time) bool {
 	return true
 }
 
-// outage reports whether provider p is in one of its outages at now: each
-// provider is down for 40 s in every 100, at its own offset — long enough
-// for a probe to fail now and then.
+// outage reports whether provider p is in one of its outages at now. Every
+// 200 s each provider, at its own offset, is down for 20 s (its breaker
+// trips, and its first probe finds it back) and later for 45 s (the first
+// probe fails and the breaker reopens).
 func outage(p string, now time.Time) bool {
 	off := map[string]time.Duration{"openai": 0, "anthropic": 50 * time.Second}[p]
-	return (now.Sub(genEpoch)+off)%(100*time.Second) >= 60*time.Second
+	t := (now.Sub(genEpoch) + 200*time.Second - off) % (200 * time.Second)
+	return t < 20*time.Second || t >= 100*time.Second && t < 145*time.Second
 }
 
 func (s *simulation) outcome(r *simRequest, now time.Time) bool {
@@ -409,7 +438,7 @@ func (s *simulation) outcome(r *simRequest, now time.Time) bool {
 	}
 	latency := time.Duration(50+s.rng.Intn(400)) * time.Millisecond
 	if s.rng.Float64() >= failRate {
-		s.g.breakers[p].done("")
+		s.g.breakers[p].done(r.gen, "")
 		r.d.succeed(p)
 		return true
 	}
@@ -431,7 +460,7 @@ func (s *simulation) outcome(r *simRequest, now time.Time) bool {
 		latency = time.Second
 	}
 	r.d.failed(p, class, status, retryAfter, latency, msg)
-	s.g.breakers[p].done(class)
+	s.g.breakers[p].done(r.gen, class)
 	switch class {
 	case providers.ClassInvalid:
 		r.d.giveUp(p, class, 400, "upstream_invalid")

@@ -193,8 +193,6 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx) {
 			ae = &apiError{Status: 404, Type: typeInvalidRequest, Code: "model_not_found", Param: "model",
 				Message: fmt.Sprintf("the model %q does not exist on this gateway; GET /v1/models lists the models it serves", truncate(req.Model, 100)),
 				Reason:  "model_not_found"}
-		} else if req.Stream {
-			ae = invalid("stream", "stream: true is not supported by this gateway yet; send stream: false")
 		}
 	}
 	if ae != nil {
@@ -212,6 +210,12 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx) {
 	stop := watchClient(ctx.Conn(), cancel)
 	res := s.engine.Run(rctx, m, req, targets, start)
 	stop()
+	if res.Stream != nil {
+		// The stream's writer runs after this handler returns and owns
+		// cancel from here on.
+		s.writeStream(ctx, id, res, req, cancel, start)
+		return
+	}
 	cancel()
 
 	latency := s.clock.Now().Sub(start)

@@ -27,6 +27,10 @@ type ServerSettings struct {
 	ReadTimeout time.Duration `yaml:"read_timeout"`
 	// IdleTimeout closes keep-alive connections idle this long. Default 120s.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// Heartbeat is how often an idle stream gets a ": ping" comment, which
+	// keeps proxies from closing it and shows whether the client is still
+	// there. Default 10s.
+	Heartbeat time.Duration `yaml:"heartbeat"`
 }
 
 // Policy is what the engine does with failures (DESIGN §4).
@@ -37,8 +41,17 @@ type Policy struct {
 	// AttemptTimeout bounds one provider call. Default 30s (the embedded
 	// demo configuration sets 1s).
 	AttemptTimeout time.Duration `yaml:"attempt_timeout"`
-	// Deadline bounds the whole request, every wait included. Default 60s.
+	// Deadline bounds the whole request, every wait included, up to the
+	// first byte of a stream. Default 60s.
 	Deadline time.Duration `yaml:"deadline"`
+	// FirstTokenTimeout bounds a streamed attempt until its first chunk;
+	// past it the attempt is a timeout and is retried or failed over.
+	// Default: AttemptTimeout.
+	FirstTokenTimeout time.Duration `yaml:"first_token_timeout"`
+	// StreamIdleTimeout ends a stream whose upstream sends nothing for this
+	// long after its first chunk (a timeout, counted by the breaker).
+	// Default 30s.
+	StreamIdleTimeout time.Duration `yaml:"stream_idle_timeout"`
 	// Backoff shapes the waits between attempts on one target.
 	Backoff Backoff `yaml:"backoff"`
 	// RetryBudget caps retries per provider.
@@ -101,11 +114,14 @@ func (s *Settings) ApplyDefaults() {
 	}
 	def(&s.Server.ReadTimeout, 30*time.Second)
 	def(&s.Server.IdleTimeout, 120*time.Second)
+	def(&s.Server.Heartbeat, 10*time.Second)
 	if s.Policy.MaxAttempts == 0 {
 		s.Policy.MaxAttempts = 3
 	}
 	def(&s.Policy.AttemptTimeout, 30*time.Second)
 	def(&s.Policy.Deadline, 60*time.Second)
+	def(&s.Policy.FirstTokenTimeout, s.Policy.AttemptTimeout)
+	def(&s.Policy.StreamIdleTimeout, 30*time.Second)
 	def(&s.Policy.Backoff.Base, 2*time.Second)
 	if s.Policy.Backoff.Factor == 0 {
 		s.Policy.Backoff.Factor = 2
@@ -148,11 +164,14 @@ func (s *Settings) Validate() []error {
 	}
 	positive("server.read_timeout", s.Server.ReadTimeout)
 	positive("server.idle_timeout", s.Server.IdleTimeout)
+	positive("server.heartbeat", s.Server.Heartbeat)
 	if s.Policy.MaxAttempts < 1 {
 		bad("policy.max_attempts", "must be at least 1, got %d", s.Policy.MaxAttempts)
 	}
 	positive("policy.attempt_timeout", s.Policy.AttemptTimeout)
 	positive("policy.deadline", s.Policy.Deadline)
+	positive("policy.first_token_timeout", s.Policy.FirstTokenTimeout)
+	positive("policy.stream_idle_timeout", s.Policy.StreamIdleTimeout)
 	positive("policy.backoff.base", s.Policy.Backoff.Base)
 	positive("policy.backoff.max", s.Policy.Backoff.Max)
 	if s.Policy.Backoff.Factor < 1 {

@@ -51,7 +51,18 @@ for _ in $(seq 1 100); do
 done
 curl -sf "$GW/healthz" >/dev/null || { echo "demo: the orchestrator did not start; see $LOGS/orchestrator.log" >&2; cat "$LOGS/orchestrator.log" >&2; exit 1; }
 
-pretty() { if command -v jq >/dev/null; then jq -C . 2>/dev/null || cat; else python3 -m json.tool 2>/dev/null || cat; fi; }
+# summary: the answer's gateway fields (the original spec's response) on a
+# few lines; the full body is the OpenAI chat.completion or error object.
+summary() {
+  python3 -c '
+import json, sys
+a = json.load(sys.stdin)
+keys = ["request_id", "content", "provider", "attempts", "total_latency_ms"]
+if "error" in a:
+    keys = ["error", "request_id", "attempts", "total_latency_ms"]
+print(json.dumps({k: a[k] for k in keys if k in a}, indent=2))
+' 2>/dev/null || cat
+}
 
 field() { python3 -c 'import json,sys; print(json.load(sys.stdin).get(sys.argv[1]))' "$1"; }
 
@@ -68,7 +79,7 @@ ask() {
     -H 'Content-Type: application/json' -H "X-Request-ID: $id" -d "$body" "$GW/v1/chat/completions")
   code=${out%% *}; time=${out##* }
   echo "${bold}→ HTTP $code in ${time}s${off}"
-  pretty <"$LOGS/answer.json"
+  summary <"$LOGS/answer.json"
   sleep 0.2 # the journal flushes every 50 ms
   echo "${dim}orchestrator log for $id:${off}"
   grep -F "request_id=$id " "$LOGS/orchestrator.log" | sed 's/ machine=.*//' | sed 's/^/  /'
@@ -113,7 +124,11 @@ ask "demo-breaker-6-$run_id" "$HELLO"
 after=$(openai_requests)
 echo "OpenAI requests received by the mock: before $before, after $after (no call while the breaker is open)"
 echo "\$ curl $GW/admin/breakers"
-curl -s "$GW/admin/breakers" | pretty
+curl -s "$GW/admin/breakers" | python3 -c '
+import json, sys
+for b in json.load(sys.stdin)["breakers"]:
+    print("  %-10s %-9s trips=%d failures=%d next_probe_at=%s" % (b["provider"], b["state"], b["trips"], b["failures"], b.get("next_probe_at", "-")))
+' 
 curl -sf -X DELETE "$MOCK/mock/faults" >/dev/null
 
 scenario "5. Validation" "An invalid role fails in well under 10 ms with a clear error; no provider is called."

@@ -1,0 +1,262 @@
+package pipeline
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/llm-gateway/gateway/fsm"
+	"github.com/llm-gateway/gateway/providers"
+)
+
+// Streams: retry, backoff, failover and breakers work as for plain calls
+// until the first chunk has arrived (the engine waits for it before it
+// commits); from then on the client has bytes and the answer cannot change
+// target, so a failure ends the client's stream with an OpenAI error payload
+// (never a clean end without [DONE]), is logged as give_up and is counted by
+// the breaker.
+
+// firstTokenTimeout bounds a streamed attempt until its first chunk.
+func (r *run) firstTokenTimeout(now time.Time) time.Duration {
+	return attemptTimeout(now, r.e.policy.FirstTokenTimeout, r.deadline)
+}
+
+// openStream starts a streamed call and waits for its first chunk. On
+// success the stream and the breaker permit are kept for the StreamHandle.
+func (r *run) openStream(t providers.Target, permit *providers.Permit, timeout time.Duration) (err error) {
+	held := false
+	defer func() {
+		if !held {
+			permit.Release()
+		}
+	}()
+	st, err := r.e.providers[t.Provider].Stream(r.ctx, r.req, providers.Call{Model: t.Model, RequestID: r.m.ID(), Timeout: timeout})
+	var first *providers.Chunk
+	if err == nil {
+		first, err = st.Next(r.ctx, r.e.policy.StreamIdleTimeout)
+		if errors.Is(err, io.EOF) {
+			err = &providers.Error{Class: providers.ClassMalformed, Provider: t.Provider, Message: "the stream ended before its first chunk"}
+		}
+		if err != nil {
+			_ = st.Close()
+		}
+	}
+	if err != nil {
+		permit.Done(r.breakerOutcome(err, timeout, r.e.policy.FirstTokenTimeout))
+		return err
+	}
+	held = true
+	r.stream, r.first, r.permit = st, first, permit
+	return nil
+}
+
+// StreamHandle is a stream that has begun: the engine has committed to its
+// target. The caller forwards its chunks and must call Finish exactly once.
+type StreamHandle struct {
+	r *run
+}
+
+// First returns the chunk that committed the stream.
+func (h *StreamHandle) First() *providers.Chunk { return h.r.first }
+
+// Next returns the next upstream chunk, io.EOF at a clean end.
+func (h *StreamHandle) Next(ctx context.Context) (*providers.Chunk, error) {
+	return h.r.stream.Next(ctx, h.r.e.policy.StreamIdleTimeout)
+}
+
+// Finish ends the request machine: succeed after a clean end (err nil),
+// give_up otherwise; it reports the outcome to the breaker and releases the
+// upstream connection. gone says the client left (a neutral outcome for the
+// breaker).
+func (h *StreamHandle) Finish(err error, gone bool, latency time.Duration) {
+	r := h.r
+	_ = r.stream.Close()
+	t := r.targets[r.lastIdx]
+	switch {
+	case err == nil:
+		r.permit.Done(nil)
+		r.fire(fsm.EventSucceed, fsm.Detail{Attempt: r.attempts, Provider: t.Provider, Status: 200, Latency: latency})
+	case gone:
+		r.permit.Done(providers.ClassCanceled)
+		r.fire(fsm.EventGiveUp, fsm.Detail{Attempt: r.attempts, Provider: t.Provider, Status: statusClientGone, Reason: "client_gone", Latency: latency})
+	default:
+		r.permit.Done(err)
+		r.lastErr = err
+		r.e.journal.Failed(r.m.ID(), r.attempts, t.Provider, err, latency)
+		r.fire(fsm.EventGiveUp, fsm.Detail{Attempt: r.attempts, Provider: t.Provider, Status: 502,
+			ErrorClass: string(providers.ClassOf(err)), Reason: "stream_failed", Latency: latency})
+	}
+}
+
+// writeStream answers a committed stream as OpenAI server-sent events. The
+// body is written by fasthttp after the handler returns, so nothing of ctx is
+// used inside the writer; conn stays valid until the writer is done.
+func (s *Server) writeStream(ctx *fasthttp.RequestCtx, id string, res Result, req *providers.ChatRequest, cancel context.CancelFunc, start time.Time) {
+	ctx.SetStatusCode(fasthttp.StatusOK)
+	ctx.SetContentType("text/event-stream; charset=utf-8")
+	ctx.Response.Header.Set("Cache-Control", "no-cache")
+	ctx.Response.Header.Set("X-Accel-Buffering", "no")
+	ctx.Response.Header.Set("X-Request-ID", id)
+	ctx.Response.Header.Set("X-Gateway-Provider", res.Provider)
+	ctx.Response.Header.Set("X-Gateway-Attempts", strconv.Itoa(res.Attempts))
+	includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
+	conn := ctx.Conn()
+	heartbeat := s.settings.Server.Heartbeat
+	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+		sctx, stop := context.WithCancel(context.Background())
+		defer cancel()
+		defer stop()
+		unwatch := watchClient(conn, stop)
+		defer unwatch()
+		if conn != nil {
+			// A long stream must not be cut by a write deadline (DESIGN §8).
+			_ = conn.SetWriteDeadline(time.Time{})
+		}
+		err, gone := pump(sctx, stop, w, res.Stream, includeUsage, heartbeat)
+		res.Stream.Finish(err, gone, s.clock.Now().Sub(start))
+	})
+}
+
+type chunkOrErr struct {
+	c   *providers.Chunk
+	err error
+}
+
+// pump forwards chunks until the upstream ends or fails, or the client
+// leaves. It returns the upstream's failure (nil for a clean end) and whether
+// the client went away.
+func pump(ctx context.Context, stop context.CancelFunc, w *bufio.Writer, h *StreamHandle, includeUsage bool, heartbeat time.Duration) (error, bool) {
+	// One reader goroutine turns the blocking Next into a channel, so the
+	// writer can send heartbeats while the upstream is quiet.
+	ch := make(chan chunkOrErr, 8)
+	go func() {
+		for {
+			c, err := h.Next(ctx)
+			ch <- chunkOrErr{c, err}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	// clientLeft stops the upstream read and waits for the reader.
+	clientLeft := func() (error, bool) {
+		stop()
+		for item := range ch {
+			if item.err != nil {
+				break
+			}
+		}
+		return nil, true
+	}
+	var usage *providers.Usage
+	fwd := chunkWriter{w: w, includeUsage: includeUsage}
+	if err := fwd.write(h.First(), &usage); err != nil {
+		return clientLeft()
+	}
+	tick := time.NewTicker(heartbeat)
+	defer tick.Stop()
+	for {
+		select {
+		case item := <-ch:
+			switch {
+			case errors.Is(item.err, io.EOF):
+				if includeUsage && usage != nil {
+					if fwd.usageChunk(h.First(), usage) != nil {
+						return nil, false // the answer was complete; the client left during [DONE]
+					}
+				}
+				_ = fwd.done()
+				return nil, false
+			case item.err != nil:
+				if ctx.Err() != nil {
+					return nil, true
+				}
+				_ = fwd.errorEvent(item.err)
+				return item.err, false
+			}
+			if err := fwd.write(item.c, &usage); err != nil {
+				return clientLeft()
+			}
+		case <-tick.C:
+			if err := fwd.ping(); err != nil {
+				return clientLeft()
+			}
+		case <-ctx.Done():
+			return clientLeft()
+		}
+	}
+}
+
+// chunkWriter writes OpenAI SSE events.
+type chunkWriter struct {
+	w            *bufio.Writer
+	includeUsage bool
+}
+
+func (cw chunkWriter) event(data []byte) error {
+	_, _ = cw.w.WriteString("data: ")
+	_, _ = cw.w.Write(data)
+	_, _ = cw.w.WriteString("\n\n")
+	return cw.w.Flush()
+}
+
+// write forwards one chunk. An OpenAI upstream's chunk goes out as it came;
+// a translated one is encoded, with its usage held back for the final usage
+// chunk (OpenAI's include_usage shape) or dropped when not asked for.
+func (cw chunkWriter) write(c *providers.Chunk, usage **providers.Usage) error {
+	if c.Raw != nil {
+		return cw.event(c.Raw)
+	}
+	if c.Usage != nil {
+		*usage = c.Usage
+		out := *c
+		out.Usage = nil
+		c = &out
+		if len(c.Choices) == 0 {
+			return nil
+		}
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	return cw.event(b)
+}
+
+func (cw chunkWriter) usageChunk(first *providers.Chunk, u *providers.Usage) error {
+	c := providers.Chunk{ID: first.ID, Object: "chat.completion.chunk", Created: first.Created, Model: first.Model, Choices: []providers.ChunkChoice{}, Usage: u}
+	b, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	return cw.event(b)
+}
+
+func (cw chunkWriter) done() error { return cw.event([]byte("[DONE]")) }
+
+func (cw chunkWriter) ping() error {
+	_, _ = cw.w.WriteString(": ping\n\n")
+	return cw.w.Flush()
+}
+
+// errorEvent ends a stream that failed after its first byte with an OpenAI
+// error payload, which the SDKs raise as an error.
+func (cw chunkWriter) errorEvent(err error) error {
+	msg := "the upstream stream failed: " + string(providers.ClassOf(err))
+	var pe *providers.Error
+	if errors.As(err, &pe) && pe.Message != "" {
+		msg += ": " + pe.Message
+	}
+	out := []byte(`{"error":{"message":`)
+	out = appendJSONString(out, msg)
+	out = append(out, `,"type":"server_error","param":null,"code":`...)
+	out = appendJSONString(out, "upstream_"+string(providers.ClassOf(err)))
+	out = append(out, `}}`...)
+	return cw.event(out)
+}

@@ -1,0 +1,135 @@
+package pipeline_test
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/openai/openai-go/v3"
+
+	"github.com/llm-gateway/gateway/mock"
+)
+
+func streamParams(text string, includeUsage bool) openai.ChatCompletionNewParams {
+	p := openai.ChatCompletionNewParams{
+		Model:    "gpt-4",
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage(text)},
+	}
+	if includeUsage {
+		p.StreamOptions = openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)}
+	}
+	return p
+}
+
+// collect reads a whole SDK stream: the text, the finish reason, the usage
+// and the error that ended it.
+func collect(s interface {
+	Next() bool
+	Current() openai.ChatCompletionChunk
+	Err() error
+}) (text, finish string, usage int64, chunks int, err error) {
+	for s.Next() {
+		c := s.Current()
+		chunks++
+		for _, ch := range c.Choices {
+			text += ch.Delta.Content
+			if ch.FinishReason != "" {
+				finish = ch.FinishReason
+			}
+		}
+		if c.Usage.TotalTokens > 0 {
+			usage = c.Usage.TotalTokens
+		}
+	}
+	return text, finish, usage, chunks, s.Err()
+}
+
+func TestStreamThroughTheGatewayFromBothProviders(t *testing.T) {
+	g := startGateway(t, nil)
+	c := sdkClient(g)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, provider := range []string{"openai", "anthropic"} {
+		t.Run(provider, func(t *testing.T) {
+			if provider == "anthropic" {
+				// A 429 before the first byte: the stream fails over.
+				g.fault(mock.Rule{Provider: "openai", Fault: mock.FaultRateLimit, Count: 1})
+			}
+			text, finish, usage, chunks, err := collect(c.Chat.Completions.NewStreaming(ctx, streamParams("stream me please", true)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(text, "stream me please") || finish != "stop" || usage == 0 || chunks < 3 {
+				t.Fatalf("text %q finish %q usage %d chunks %d", text, finish, usage, chunks)
+			}
+		})
+	}
+	lines := g.waitLines("action=success", "provider=anthropic")
+	if len(lines) != 1 {
+		t.Fatalf("the anthropic stream's success was not logged once: %v", lines)
+	}
+}
+
+// rawStream posts a streamed request and returns the raw SSE body.
+func rawStream(t *testing.T, g *gateway, body string) string {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(g.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	_, _ = conn.Write([]byte("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: " +
+		itoa(len(body)) + "\r\n\r\n" + body))
+	var sb strings.Builder
+	r := bufio.NewReader(conn)
+	for {
+		line, err := r.ReadString('\n')
+		sb.WriteString(line)
+		if err != nil {
+			break
+		}
+	}
+	return sb.String()
+}
+
+func TestStreamWithoutUsageEndsWithDone(t *testing.T) {
+	g := startGateway(t, nil)
+	g.fault(mock.Rule{Provider: "openai", Fault: mock.FaultRateLimit, Count: 1})
+	out := rawStream(t, g, `{"model":"gpt-4","stream":true,"messages":[{"role":"user","content":"one two three"}]}`)
+	if !strings.Contains(out, "text/event-stream") || !strings.Contains(out, "data: [DONE]") {
+		t.Fatalf("no clean SSE end:\n%s", out)
+	}
+	if strings.Contains(out, `"usage":{`) {
+		t.Fatalf("usage sent without include_usage:\n%s", out)
+	}
+}
+
+func TestStreamCutAfterTheFirstByteEndsWithAnErrorEvent(t *testing.T) {
+	g := startGateway(t, nil)
+	g.fault(mock.Rule{Provider: "openai", Fault: mock.FaultStreamCut, Count: 1})
+	c := sdkClient(g)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	text, _, _, chunks, err := collect(c.Chat.Completions.NewStreaming(ctx, streamParams("a long answer that will be cut in the middle", false)))
+	if err == nil {
+		t.Fatalf("a cut stream ended cleanly after %d chunks: %q", chunks, text)
+	}
+	if !strings.Contains(err.Error(), "upstream") {
+		t.Fatalf("error %v does not explain the cut", err)
+	}
+	out := rawStream(t, g, `{"model":"gpt-4","stream":true,"messages":[{"role":"user","content":"fine now"}]}`)
+	if !strings.Contains(out, "data: [DONE]") {
+		t.Fatalf("the next stream must be clean:\n%s", out)
+	}
+	gave := g.waitLines("action=gave_up", "reason=stream_failed")
+	if len(gave) != 1 || !strings.Contains(gave[0], "provider=openai") {
+		t.Fatalf("the cut was not logged as give_up: %v\n%s", gave, g.log.String())
+	}
+	if s := g.srv.Breakers()["openai"].Snapshot(); s.Failures != 1 {
+		t.Fatalf("the breaker did not count the cut: %+v", s)
+	}
+}
