@@ -176,7 +176,7 @@ func TestEngineRetriesATimeoutAfterTwoThenFourSeconds(t *testing.T) {
 func TestEngineFailsOverAtOnceOnRateLimitConnectOverloadAndAuth(t *testing.T) {
 	for _, class := range []providers.Class{providers.ClassRateLimited, providers.ClassConnect, providers.ClassOverloaded, providers.ClassAuth} {
 		t.Run(string(class), func(t *testing.T) {
-			h := newHarness(t, Policy{}, map[string][]error{"openai": {fail(class, 5 * time.Second)}})
+			h := newHarness(t, Policy{}, map[string][]error{"openai": {fail(class, 5*time.Second)}})
 			r := h.result(h.start(context.Background(), "gpt-4"))
 			if r.Err != nil || r.Attempts != 2 || r.Provider != "anthropic" {
 				t.Fatalf("result %+v", r)
