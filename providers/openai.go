@@ -1,0 +1,177 @@
+package providers
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/tidwall/gjson"
+	"github.com/tidwall/sjson"
+	"github.com/valyala/fasthttp"
+)
+
+// openAIPath is the Chat Completions endpoint under the base URL.
+const openAIPath = "/v1/chat/completions"
+
+// OpenAI calls the OpenAI Chat Completions API (or anything that speaks it).
+// The client's body is forwarded with only the model (and stream) changed,
+// so fields the gateway does not know reach OpenAI unchanged. Safe for
+// concurrent use.
+type OpenAI struct {
+	name string
+	up   *upstream
+	auth string // "Bearer KEY"
+}
+
+// NewOpenAI builds the adapter for s; zero settings take their defaults.
+func NewOpenAI(name string, s ProviderSettings) (*OpenAI, error) {
+	up, err := newUpstream(name, s, openAIPath)
+	if err != nil {
+		return nil, err
+	}
+	return &OpenAI{name: name, up: up, auth: "Bearer " + s.APIKey}, nil
+}
+
+// Name is the provider's configured name.
+func (p *OpenAI) Name() string { return p.name }
+
+// Close closes the idle connections; calls in flight finish normally.
+func (p *OpenAI) Close() error {
+	p.up.close()
+	return nil
+}
+
+func (p *OpenAI) request(req *ChatRequest, call Call, stream bool) (*fasthttp.Request, error) {
+	body, err := openAIBody(req, call.Model, stream)
+	if err != nil {
+		return nil, p.up.fail(ClassInvalid, 0, "the request could not be encoded: "+err.Error(), err)
+	}
+	r := fasthttp.AcquireRequest()
+	p.up.prepare(r, call, body, stream)
+	r.Header.Set(fasthttp.HeaderAuthorization, p.auth)
+	return r, nil
+}
+
+// Complete makes one non-streamed call.
+func (p *OpenAI) Complete(ctx context.Context, req *ChatRequest, call Call) (*ChatResponse, error) {
+	r, err := p.request(req, call, false)
+	if err != nil {
+		return nil, err
+	}
+	defer fasthttp.ReleaseRequest(r)
+	return p.up.complete(ctx, call, r, func(body []byte) (*ChatResponse, error) {
+		return parseOpenAIResponse(bytes.Clone(body))
+	})
+}
+
+// Stream makes one streamed call; see Provider.
+func (p *OpenAI) Stream(ctx context.Context, req *ChatRequest, call Call) (Stream, error) {
+	r, err := p.request(req, call, true)
+	if err != nil {
+		return nil, err
+	}
+	defer fasthttp.ReleaseRequest(r)
+	s, err := p.up.openStream(ctx, call, r, openAIStreamDecoder{})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// openAIBody is the body sent upstream: the client's own bytes with only
+// model and stream changed (and stream_options dropped from a non-streamed
+// call, which OpenAI rejects), or the marshalled request when there are no
+// raw bytes. req.Raw itself is never modified.
+func openAIBody(req *ChatRequest, model string, stream bool) ([]byte, error) {
+	if req.Raw == nil {
+		c := *req
+		c.Model, c.Stream = model, stream
+		if !stream {
+			c.StreamOptions = nil
+		}
+		return json.Marshal(&c)
+	}
+	body := req.Raw
+	var err error
+	if m := gjson.GetBytes(body, "model"); m.Type != gjson.String || m.Str != model {
+		if body, err = sjson.SetBytes(body, "model", model); err != nil {
+			return nil, err
+		}
+	}
+	isStream := gjson.GetBytes(body, "stream").Type == gjson.True
+	switch {
+	case stream && !isStream:
+		body, err = sjson.SetBytes(body, "stream", true)
+	case !stream && isStream:
+		body, err = sjson.SetBytes(body, "stream", false)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !stream && gjson.GetBytes(body, "stream_options").Exists() {
+		if body, err = sjson.DeleteBytes(body, "stream_options"); err != nil {
+			return nil, err
+		}
+	}
+	return body, nil
+}
+
+// errNotACompletion is a 2xx body that is not a chat.completion.
+var errNotACompletion = errors.New("not a chat.completion object with choices")
+
+// parseOpenAIResponse reads a chat.completion, keeping body as its Raw.
+func parseOpenAIResponse(body []byte) (*ChatResponse, error) {
+	var cr struct {
+		ChatResponse
+		Choices *[]Choice `json:"choices"`
+	}
+	if err := json.Unmarshal(body, &cr); err != nil {
+		return nil, err
+	}
+	if cr.Choices == nil || (cr.Object != "" && cr.Object != "chat.completion") {
+		return nil, errNotACompletion
+	}
+	out := cr.ChatResponse
+	out.Choices = *cr.Choices
+	out.Raw = body
+	return &out, nil
+}
+
+// openAIStreamDecoder reads OpenAI's data-only stream: each payload is a
+// chunk (kept as Raw), [DONE] is the end, and a payload with a top-level
+// error is an error event.
+type openAIStreamDecoder struct{}
+
+var doneMarker = []byte("[DONE]")
+
+func (openAIStreamDecoder) decode(ev sseEvent) (*Chunk, error) {
+	data := bytes.TrimSpace(ev.data)
+	if bytes.Equal(data, doneMarker) {
+		return nil, io.EOF
+	}
+	var payload struct {
+		Chunk
+		Error json.RawMessage `json:"error"`
+	}
+	if err := json.Unmarshal(data, &payload); err != nil {
+		return nil, err
+	}
+	if len(payload.Error) > 0 && !bytes.Equal(payload.Error, []byte("null")) {
+		d, ok := parseErrorDetail(data)
+		if !ok {
+			return nil, fmt.Errorf("an error payload that does not parse")
+		}
+		return nil, &streamEventError{detail: d}
+	}
+	c := payload.Chunk
+	c.Raw = append([]byte(nil), data...)
+	return &c, nil
+}
+
+var (
+	_ Provider     = (*OpenAI)(nil)
+	_ eventDecoder = openAIStreamDecoder{}
+)
