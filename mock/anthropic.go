@@ -72,7 +72,7 @@ func (s *Server) serveAnthropic(ctx *fasthttp.RequestCtx) {
 			anWriteError(ctx, rid, anStatusError(rule.Status))
 		case FaultOverloaded:
 			anWriteError(ctx, rid, &anError{529, "overloaded_error", "Overloaded"})
-		case FaultMalformed, FaultStreamCut:
+		case FaultMalformed, FaultStreamCut, FaultStreamStall:
 			if !s.wait(s.latency()) {
 				anWriteError(ctx, rid, anShuttingDown)
 				return
@@ -106,8 +106,8 @@ func (s *Server) anAnswer(ctx *fasthttp.RequestCtx, req *anRequest, p *prompt, f
 		switch fault {
 		case FaultMalformed:
 			stream(ctx, ev.broken())
-		case FaultStreamCut:
-			s.cutStream(ctx, ev)
+		case FaultStreamCut, FaultStreamStall:
+			s.cutStream(ctx, ev, fault == FaultStreamStall)
 		default:
 			stream(ctx, ev)
 		}

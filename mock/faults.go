@@ -36,6 +36,11 @@ const (
 	// without the chunked terminator, so the client sees an unexpected EOF.
 	// Non-streamed calls skip such a rule without consuming it.
 	FaultStreamCut = "stream_cut"
+	// FaultStreamStall sends about half of a stream, then sends nothing more
+	// while holding the connection open, until the client closes it or the
+	// server is closed: an upstream that stalls mid-stream. Non-streamed
+	// calls skip such a rule without consuming it.
+	FaultStreamStall = "stream_stall"
 )
 
 // Defaults for a rule's zero fields.
@@ -54,6 +59,7 @@ var faultOutcomes = map[string]outcome{
 	FaultReset:       outcomeReset,
 	FaultHang:        outcomeHang,
 	FaultStreamCut:   outcomeStreamCut,
+	FaultStreamStall: outcomeStreamStall,
 }
 
 // Rule injects one fault into the next Count matching requests (0: until
@@ -82,7 +88,7 @@ func (r Rule) normalize() (Rule, error) {
 		return r, fmt.Errorf("%w: unknown provider %q (want %q, %q or %q)", ErrInvalidRule, r.Provider, ProviderOpenAI, ProviderAnthropic, ProviderAny)
 	}
 	if _, ok := faultOutcomes[r.Fault]; !ok {
-		return r, fmt.Errorf("%w: unknown fault %q (want one of timeout, rate_limit, server_error, overloaded, malformed, reset, hang, stream_cut)", ErrInvalidRule, r.Fault)
+		return r, fmt.Errorf("%w: unknown fault %q (want one of timeout, rate_limit, server_error, overloaded, malformed, reset, hang, stream_cut, stream_stall)", ErrInvalidRule, r.Fault)
 	}
 	for _, f := range []struct {
 		name string
@@ -116,7 +122,7 @@ func (r Rule) matches(p provider, stream bool) bool {
 	if r.Provider != ProviderAny && r.Provider != p.String() {
 		return false
 	}
-	return r.Fault != FaultStreamCut || stream
+	return (r.Fault != FaultStreamCut && r.Fault != FaultStreamStall) || stream
 }
 
 // ruleSet is the ordered list of fault rules.
@@ -258,8 +264,10 @@ func (s *Server) hijackHang(ctx *fasthttp.RequestCtx) {
 
 // hijackStreamCut writes the head of an answer and the first events of its
 // stream as chunks, then closes the connection without the terminating
-// zero-length chunk. head is the status line and headers, ending in CRLF CRLF.
-func (s *Server) hijackStreamCut(ctx *fasthttp.RequestCtx, head []byte, events [][]byte) {
+// zero-length chunk — or, with stall, holds it open sending nothing until the
+// client closes it or Close does. head is the status line and headers,
+// ending in CRLF CRLF.
+func (s *Server) hijackStreamCut(ctx *fasthttp.RequestCtx, head []byte, events [][]byte, stall bool) {
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(c net.Conn) {
 		raw := rawConn(c)
@@ -275,6 +283,14 @@ func (s *Server) hijackStreamCut(ctx *fasthttp.RequestCtx, head []byte, events [
 		}
 		_ = raw.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		_, _ = raw.Write(buf)
+		if stall {
+			var rb [512]byte
+			for {
+				if _, err := c.Read(rb[:]); err != nil {
+					break
+				}
+			}
+		}
 		// A plain close (FIN, not RST): the client reads every event sent,
 		// then an unexpected EOF inside the chunked body.
 		_ = raw.Close()

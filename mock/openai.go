@@ -74,7 +74,7 @@ func (s *Server) serveOpenAI(ctx *fasthttp.RequestCtx) {
 		case FaultOverloaded:
 			oaWriteError(ctx, &oaError{fasthttp.StatusServiceUnavailable, "server_error",
 				"The engine is currently overloaded, please try again later.", "", ""})
-		case FaultMalformed, FaultStreamCut:
+		case FaultMalformed, FaultStreamCut, FaultStreamStall:
 			if !s.wait(s.latency()) {
 				oaWriteError(ctx, oaShuttingDown)
 				return
@@ -115,8 +115,8 @@ func (s *Server) oaAnswer(ctx *fasthttp.RequestCtx, req *oaRequest, p *prompt, f
 		switch fault {
 		case FaultMalformed:
 			stream(ctx, ev.broken())
-		case FaultStreamCut:
-			s.cutStream(ctx, ev)
+		case FaultStreamCut, FaultStreamStall:
+			s.cutStream(ctx, ev, fault == FaultStreamStall)
 		default:
 			stream(ctx, ev)
 		}

@@ -53,8 +53,9 @@ func stream(ctx *fasthttp.RequestCtx, ev *events) {
 }
 
 // cutStream sends the head of the answer and the first half of the events
-// (at least one), then drops the connection mid-body.
-func (s *Server) cutStream(ctx *fasthttp.RequestCtx, ev *events) {
+// (at least one), then drops the connection mid-body, or with stall holds it
+// open sending nothing more.
+func (s *Server) cutStream(ctx *fasthttp.RequestCtx, ev *events, stall bool) {
 	setStreamHeaders(ctx)
 	ctx.Response.Header.SetContentLength(-1) // chunked
 	head := append([]byte(nil), ctx.Response.Header.Header()...)
@@ -63,7 +64,7 @@ func (s *Server) cutStream(ctx *fasthttp.RequestCtx, ev *events) {
 	for i := range n {
 		sent[i] = ev.at(i)
 	}
-	s.hijackStreamCut(ctx, head, sent)
+	s.hijackStreamCut(ctx, head, sent, stall)
 }
 
 // broken returns a stream of one event: the first event with its data cut in

@@ -45,13 +45,14 @@ const (
 	outcomeReset
 	outcomeHang
 	outcomeStreamCut
+	outcomeStreamStall
 	numOutcomes
 )
 
 var outcomeNames = [numOutcomes]string{
 	OutcomeOK, OutcomeInvalid, OutcomeAuth,
 	FaultTimeout, FaultRateLimit, FaultServerError, FaultOverloaded,
-	FaultMalformed, FaultReset, FaultHang, FaultStreamCut,
+	FaultMalformed, FaultReset, FaultHang, FaultStreamCut, FaultStreamStall,
 }
 
 func (o outcome) String() string { return outcomeNames[o] }

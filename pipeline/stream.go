@@ -79,12 +79,12 @@ func (h *StreamHandle) Finish(err error, gone bool, latency time.Duration) {
 	_ = r.stream.Close()
 	t := r.targets[r.lastIdx]
 	switch {
-	case err == nil:
-		r.permit.Done(nil)
-		r.fire(fsm.EventSucceed, fsm.Detail{Attempt: r.attempts, Provider: t.Provider, Status: 200, Latency: latency})
 	case gone:
 		r.permit.Done(providers.ClassCanceled)
 		r.fire(fsm.EventGiveUp, fsm.Detail{Attempt: r.attempts, Provider: t.Provider, Status: statusClientGone, Reason: "client_gone", Latency: latency})
+	case err == nil:
+		r.permit.Done(nil)
+		r.fire(fsm.EventSucceed, fsm.Detail{Attempt: r.attempts, Provider: t.Provider, Status: 200, Latency: latency})
 	default:
 		r.permit.Done(err)
 		r.lastErr = err
@@ -108,6 +108,7 @@ func (s *Server) writeStream(ctx *fasthttp.RequestCtx, id string, res Result, re
 	includeUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
 	conn := ctx.Conn()
 	heartbeat := s.settings.Server.Heartbeat
+	s.metrics.streamBegan()
 	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
 		sctx, stop := context.WithCancel(context.Background())
 		defer cancel()
@@ -120,6 +121,8 @@ func (s *Server) writeStream(ctx *fasthttp.RequestCtx, id string, res Result, re
 		}
 		err, gone := pump(sctx, stop, w, res.Stream, includeUsage, heartbeat)
 		res.Stream.Finish(err, gone, s.clock.Now().Sub(start))
+		s.metrics.streamEnded()
+		s.metrics.requestEnded(res.Stream.r.m.State() == fsm.Succeeded, true, s.clock.Now().Sub(start))
 	})
 }
 

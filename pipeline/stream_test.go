@@ -11,6 +11,7 @@ import (
 	"github.com/openai/openai-go/v3"
 
 	"github.com/llm-gateway/gateway/mock"
+	"github.com/llm-gateway/gateway/pipeline/config"
 )
 
 func streamParams(text string, includeUsage bool) openai.ChatCompletionNewParams {
@@ -131,5 +132,56 @@ func TestStreamCutAfterTheFirstByteEndsWithAnErrorEvent(t *testing.T) {
 	}
 	if s := g.srv.Breakers()["openai"].Snapshot(); s.Failures != 1 {
 		t.Fatalf("the breaker did not count the cut: %+v", s)
+	}
+}
+
+func TestStreamThatStallsPastTheIdleLimitEndsWithAnErrorEvent(t *testing.T) {
+	g := startGateway(t, func(c *config.Config) { c.Pipeline.Policy.StreamIdleTimeout = 200 * time.Millisecond })
+	g.fault(mock.Rule{Provider: "openai", Fault: mock.FaultStreamStall, Count: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c := sdkClient(g)
+	_, _, _, chunks, err := collect(c.Chat.Completions.NewStreaming(ctx, streamParams("this stream will stall halfway through", false)))
+	if err == nil || chunks == 0 {
+		t.Fatalf("a stalled stream must end with an error after its first chunks; chunks %d err %v", chunks, err)
+	}
+	gave := g.waitLines("action=gave_up", "reason=stream_failed")
+	if len(gave) != 1 || !strings.Contains(gave[0], "error=timeout") {
+		t.Fatalf("the stall was not logged as a timeout give_up: %v", gave)
+	}
+}
+
+func TestClientThatLeavesMidStreamCancelsTheUpstream(t *testing.T) {
+	g := startGateway(t, nil)
+	g.fault(mock.Rule{Provider: "openai", Fault: mock.FaultStreamStall, Count: 1})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(g.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := `{"model":"gpt-4","stream":true,"messages":[{"role":"user","content":"a stream the client abandons"}]}`
+	_, _ = conn.Write([]byte("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Request-ID: walker\r\nContent-Type: application/json\r\nContent-Length: " +
+		itoa(len(body)) + "\r\n\r\n" + body))
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	r := bufio.NewReader(conn)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("no first chunk: %v", err)
+		}
+		if strings.HasPrefix(line, "data: {") {
+			break
+		}
+	}
+	start := time.Now()
+	_ = conn.Close()
+	gave := g.waitLines("request_id=walker", "action=gave_up")
+	if len(gave) != 1 || !strings.Contains(gave[0], "status=499") {
+		t.Fatalf("the abandoned stream did not end as client_gone: %v\n%s", gave, g.log.String())
+	}
+	if time.Since(start) > 2*time.Second {
+		t.Fatalf("the upstream was held %s after the client left", time.Since(start))
+	}
+	if s := g.srv.Breakers()["openai"].Snapshot(); s.Failures != 0 {
+		t.Fatalf("a client leaving must not count against the provider: %+v", s)
 	}
 }
