@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +22,9 @@ import (
 // the report keeps counters and a bounded histogram). The returned error is
 // an I/O error only; what the log itself gets wrong is in the report, whose
 // Err method says whether it replayed cleanly.
+//
+// Replay is safe for concurrent use: each call has its own state, and the
+// tables it checks against are immutable.
 func Replay(r io.Reader, opts ReplayOptions) (*ReplayReport, error) {
 	rp := newReplayer(opts)
 	err := rp.read(r)
@@ -57,7 +59,8 @@ type ReplayOptions struct {
 }
 
 // ReplayReport is what Replay found: problems, warnings, the summary, and
-// the journeys it was asked to keep.
+// the journeys it was asked to keep. It is plain data, owned by the caller
+// once Replay returns.
 type ReplayReport struct {
 	Lines       int64 `json:"lines"`       // lines read
 	Bytes       int64 `json:"bytes"`       // bytes read
@@ -257,60 +260,4 @@ type JourneyStep struct {
 	ProbeIn        time.Duration `json:"probe_in,omitempty"`
 	Latency        time.Duration `json:"latency,omitempty"`
 	Reason         string        `json:"reason,omitempty"`
-}
-
-// maxLine is the longest line replay reads whole; a longer one cannot be a
-// journal line (messages are cut to 200 bytes) and is skipped.
-const maxLine = 1 << 20
-
-// read feeds every line of r to the replayer.
-func (rp *replayer) read(r io.Reader) error {
-	br := bufio.NewReaderSize(r, 256<<10)
-	var long []byte // a line longer than the reader's buffer, being gathered
-	tooLong := false
-	for {
-		chunk, err := br.ReadSlice('\n')
-		rp.rep.Bytes += int64(len(chunk))
-		switch {
-		case err == bufio.ErrBufferFull:
-			if !tooLong {
-				if len(long)+len(chunk) > maxLine {
-					tooLong, long = true, long[:0]
-				} else {
-					long = append(long, chunk...)
-				}
-			}
-			continue
-		case err != nil && err != io.EOF:
-			return err
-		}
-		line := chunk
-		if long != nil || tooLong {
-			long = append(long, chunk...)
-			line = long
-		}
-		if len(line) > 0 {
-			complete := line[len(line)-1] == '\n'
-			if complete {
-				line = line[:len(line)-1]
-			}
-			switch {
-			case tooLong:
-				rp.rep.Lines++
-				rp.lineNo = rp.rep.Lines
-				rp.ignore(line)
-			case complete:
-				rp.line(line)
-			default:
-				rp.lastLine(line)
-			}
-		}
-		long, tooLong = long[:0], false
-		if len(long) == 0 {
-			long = nil
-		}
-		if err == io.EOF {
-			return nil
-		}
-	}
 }

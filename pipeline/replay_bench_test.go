@@ -10,19 +10,19 @@ import (
 	"time"
 )
 
-// benchLogs are generated once per format and shared by the benchmarks.
-var benchLogs = map[string][]byte{}
-var benchMu sync.Mutex
+// replayBenchLogs are generated once per format and shared by the benchmarks.
+var replayBenchLogs = map[string][]byte{}
+var replayBenchMu sync.Mutex
 
-func benchLog(b *testing.B, format string) []byte {
-	benchMu.Lock()
-	defer benchMu.Unlock()
-	if log, ok := benchLogs[format]; ok {
+func replayBenchLog(b *testing.B, format string) []byte {
+	replayBenchMu.Lock()
+	defer replayBenchMu.Unlock()
+	if log, ok := replayBenchLogs[format]; ok {
 		return log
 	}
-	log, _ := generate(b, format, simConfig{Requests: 40000, Concurrency: 64, Seed: 11, RestartEvery: 15000, UnrelatedEvery: 1000})
-	benchLogs[format] = []byte(log)
-	return benchLogs[format]
+	log, _ := genTraffic(b, format, simConfig{Requests: 40000, Concurrency: 64, Seed: 11, RestartEvery: 15000, UnrelatedEvery: 1000})
+	replayBenchLogs[format] = []byte(log)
+	return replayBenchLogs[format]
 }
 
 // BenchmarkReplay replays a generated log (≈ 40k requests, 300k lines) per
@@ -30,7 +30,7 @@ func benchLog(b *testing.B, format string) []byte {
 func BenchmarkReplay(b *testing.B) {
 	for _, format := range []string{"text", "json"} {
 		b.Run(format, func(b *testing.B) {
-			log := benchLog(b, format)
+			log := replayBenchLog(b, format)
 			lines := bytes.Count(log, []byte{'\n'})
 			b.SetBytes(int64(len(log)))
 			b.ReportAllocs()
@@ -93,7 +93,7 @@ func TestReplayGenerateLog(t *testing.T) {
 	}
 	bw := bufio.NewWriterSize(f, 1<<20)
 	g := newLogGen(bw, format)
-	cw := g.out.(*countingWriter)
+	cw := g.out.(*genWriter)
 	g.start()
 	limit := int64(mb) << 20
 	g.simulate(simConfig{Concurrency: 256, Seed: 1, RestartEvery: 250000, UnrelatedEvery: 5000,

@@ -20,17 +20,17 @@ import (
 // below the policy: every line comes from Journal, every transition from a
 // machine that refuses what its table refuses.
 
-// simClock is the generator's clock; it moves only when told.
-type simClock struct{ t time.Time }
+// genClock is the generator's clock; it moves only when told.
+type genClock struct{ t time.Time }
 
-func (c *simClock) now() time.Time          { return c.t }
-func (c *simClock) advance(d time.Duration) { c.t = c.t.Add(d) }
+func (c *genClock) now() time.Time          { return c.t }
+func (c *genClock) advance(d time.Duration) { c.t = c.t.Add(d) }
 
 // logGen drives machines into a Journal.
 type logGen struct {
 	out      io.Writer
 	j        *Journal
-	clock    *simClock
+	clock    *genClock
 	breakers map[string]*simBreaker
 	names    []string // providers, sorted
 	tally    genTally
@@ -49,10 +49,10 @@ type genTally struct {
 var genEpoch = time.Date(2026, 11, 26, 0, 12, 0, 123456000, time.UTC)
 
 func newLogGen(out io.Writer, format string) *logGen {
-	c := &simClock{t: genEpoch}
+	c := &genClock{t: genEpoch}
 	// The journal flushes from its own goroutine; unrelated lines are
 	// written from this one: both go through one lock.
-	out = &countingWriter{w: out}
+	out = &genWriter{w: out}
 	g := &logGen{out: out, clock: c, j: NewJournal(out, format, c.now), names: []string{"anthropic", "openai"}}
 	g.tally = genTally{byStatus: map[int]int64{}, attempts: map[int]int64{},
 		trips: map[string]int64{}, probes: map[string]int64{}, recovers: map[string]int64{}, reopens: map[string]int64{},
@@ -86,14 +86,14 @@ func (g *logGen) unrelated(text string) {
 // close flushes the journal.
 func (g *logGen) close() { g.j.Close() }
 
-// countingWriter serialises writes and counts their bytes.
-type countingWriter struct {
+// genWriter serialises writes and counts their bytes.
+type genWriter struct {
 	mu sync.Mutex
 	w  io.Writer
 	n  atomic.Int64
 }
 
-func (c *countingWriter) Write(p []byte) (int, error) {
+func (c *genWriter) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n, err := c.w.Write(p)
@@ -284,7 +284,7 @@ func (g *logGen) simulate(cfg simConfig) {
 	}
 	launch := func() {
 		started++
-		sim.push(&simRequest{id: fmt.Sprintf("req_%s%08d", randomID(rng), started)}, g.clock.now().Add(time.Duration(rng.Intn(200))*time.Millisecond))
+		sim.push(&simRequest{id: fmt.Sprintf("req_%s%08d", genRandomID(rng), started)}, g.clock.now().Add(time.Duration(rng.Intn(200))*time.Millisecond))
 	}
 	for i := 0; i < cfg.Concurrency && more(); i++ {
 		launch()
@@ -318,7 +318,7 @@ func (g *logGen) simulate(cfg simConfig) {
 	}
 }
 
-func randomID(rng *rand.Rand) string {
+func genRandomID(rng *rand.Rand) string {
 	const alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
 	b := make([]byte, 16)
 	for i := range b {
@@ -402,7 +402,15 @@ func (s *simulation) route(r *simRequest, from int, now time.Time) bool {
 			if i > from || r.d.m.State() == fsm.Validated {
 				r.d.failover(p, "", "breaker_open")
 			} else {
-				r.d.failover(p, r.class, failoverReason(r.class, r.tried[r.idx], 3))
+				reason := string(r.class)
+				switch r.class {
+				case providers.ClassTimeout, providers.ClassServer, providers.ClassMalformed:
+					reason = "cannot_retry"
+					if r.tried[r.idx] >= 3 {
+						reason = "attempts_exhausted"
+					}
+				}
+				r.d.failover(p, r.class, reason)
 			}
 		}
 		r.idx, r.gen = i, gen
@@ -420,20 +428,21 @@ func (s *simulation) route(r *simRequest, from int, now time.Time) bool {
 	return true
 }
 
-// outage reports whether provider p is in one of its outages at now. Every
-// 200 s each provider, at its own offset, is down for 20 s (its breaker
-// trips, and its first probe finds it back) and later for 45 s (the first
-// probe fails and the breaker reopens).
-func outage(p string, now time.Time) bool {
-	off := map[string]time.Duration{"openai": 0, "anthropic": 50 * time.Second}[p]
-	t := (now.Sub(genEpoch) + 200*time.Second - off) % (200 * time.Second)
-	return t < 20*time.Second || t >= 100*time.Second && t < 145*time.Second
+// genOutage reports whether provider p is in one of its outages at now. Every
+// 300 s each provider, at its own offset, is down for 20 s (its breaker
+// trips, and the first probe finds it back) and later for 35 s (the first
+// probe fails and the breaker reopens). The offsets keep the two from being
+// open at once, most of the time.
+func genOutage(p string, now time.Time) bool {
+	off := map[string]time.Duration{"openai": 0, "anthropic": 60 * time.Second}[p]
+	t := (now.Sub(genEpoch) + 300*time.Second - off) % (300 * time.Second)
+	return t < 20*time.Second || t >= 150*time.Second && t < 185*time.Second
 }
 
 func (s *simulation) outcome(r *simRequest, now time.Time) bool {
 	p := r.targets[r.idx]
 	failRate := 0.04
-	if outage(p, now) {
+	if genOutage(p, now) {
 		failRate = 0.95
 	}
 	latency := time.Duration(50+s.rng.Intn(400)) * time.Millisecond

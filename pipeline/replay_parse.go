@@ -31,7 +31,6 @@ type logRecord struct {
 	latency    []byte
 	retryAfter []byte
 	probeIn    []byte
-	stream     []byte
 
 	dupAction bool // "action" appeared twice: two lines spliced into one
 }
@@ -50,8 +49,9 @@ const (
 
 // set files one key's value. Values of the keys replay uses are unescaped
 // when they carry escapes (rare: the journal quotes only values with spaces,
-// quotes or '='); the others are never looked at, so they cost nothing.
-func (r *logRecord) set(key, val []byte, esc escaping, quoted []byte) bool {
+// quotes or '='); the others are never looked at, so they cost nothing. The
+// value "" is kept as present.
+func (r *logRecord) set(key, val []byte, esc escaping, quoted []byte) {
 	var dst *[]byte
 	switch string(key) {
 	case "action":
@@ -93,23 +93,16 @@ func (r *logRecord) set(key, val []byte, esc escaping, quoted []byte) bool {
 		dst = &r.retryAfter
 	case "probe_in":
 		dst = &r.probeIn
-	case "stream":
-		dst = &r.stream
 	default:
-		return true
+		return
 	}
 	if esc != plain {
-		v, ok := unescape(quoted, esc)
-		if !ok {
-			return false
-		}
-		val = v
+		val = unescape(quoted, esc)
 	}
 	if val == nil {
 		val = []byte{} // present but empty differs from absent
 	}
 	*dst = val
-	return true
 }
 
 // parseLine parses one line of either format into r and reports whether it is
@@ -169,9 +162,7 @@ func parseTextLine(line []byte, r *logRecord) bool {
 			if escaped {
 				esc = goQuoted
 			}
-			if !r.set(key, line[i+1:j], esc, line[i:j+1]) {
-				return false
-			}
+			r.set(key, line[i+1:j], esc, line[i:j+1])
 			i = j + 1
 			if i < len(line) && line[i] != ' ' {
 				return false
@@ -185,9 +176,7 @@ func parseTextLine(line []byte, r *logRecord) bool {
 			}
 			i++
 		}
-		if !r.set(key, line[vs:i], plain, nil) {
-			return false
-		}
+		r.set(key, line[vs:i], plain, nil)
 	}
 }
 
@@ -196,18 +185,20 @@ func isKeyByte(c byte) bool {
 }
 
 // unescape decodes a quoted literal (quotes included). It allocates, and is
-// called only for the keys replay uses.
-func unescape(quoted []byte, esc escaping) ([]byte, bool) {
+// called only for the keys replay uses. The journal quotes JSON values with
+// strconv.Quote too, whose \x and \U escapes are not JSON: a value that does
+// not decode as JSON is tried as Go, and one that decodes as neither is kept
+// as written rather than losing the line.
+func unescape(quoted []byte, esc escaping) []byte {
 	var s string
-	if esc == goQuoted {
-		var err error
-		if s, err = strconv.Unquote(string(quoted)); err != nil {
-			return nil, false
-		}
-	} else if err := json.Unmarshal(quoted, &s); err != nil {
-		return nil, false
+	if esc == jsonQuoted && json.Unmarshal(quoted, &s) == nil {
+		return []byte(s)
 	}
-	return []byte(s), true
+	s, err := strconv.Unquote(string(quoted))
+	if err != nil {
+		return quoted[1 : len(quoted)-1]
+	}
+	return []byte(s)
 }
 
 // parseJSONLine parses one flat JSON object. Nested objects and arrays are
@@ -248,8 +239,8 @@ func parseJSONLine(line []byte, r *logRecord) bool {
 			if escaped {
 				esc = jsonQuoted
 			}
-			if key != nil && !r.set(key, line[i+1:ve], esc, line[i:ve+1]) {
-				return false
+			if key != nil {
+				r.set(key, line[i+1:ve], esc, line[i:ve+1])
 			}
 			i = ve + 1
 		case c == '{' || c == '[':
@@ -266,8 +257,8 @@ func parseJSONLine(line []byte, r *logRecord) bool {
 			if i == vs || !jsonScalar(line[vs:i]) {
 				return false
 			}
-			if key != nil && !r.set(key, line[vs:i], plain, nil) {
-				return false
+			if key != nil {
+				r.set(key, line[vs:i], plain, nil)
 			}
 		}
 		i = skipSpace(line, i)

@@ -21,6 +21,9 @@ type replayer struct {
 	ts     int64  // its timestamp in Unix ns, when hasTS
 	hasTS  bool
 
+	firstTS, lastTS int64 // the earliest and latest timestamps, when seenTS
+	seenTS          bool
+
 	open     map[string]*journeyState // request journeys not yet ended
 	finished finishedRing             // recently ended ones, to catch lines after the end
 	breakers map[string]*breakerState
@@ -63,57 +66,6 @@ func newReplayer(opts ReplayOptions) *replayer {
 	}
 }
 
-// line handles one complete line.
-func (rp *replayer) line(text []byte) {
-	rp.rep.Lines++
-	rp.lineNo = rp.rep.Lines
-	r := &rp.rec
-	if parseLine(text, r) && !r.dupAction {
-		if len(r.action) == 0 {
-			rp.ignore(text)
-			return
-		}
-		rp.apply(text)
-		return
-	}
-	// A crash cut a line short and the restarted process appended its first
-	// line to it: replay that one, drop the cut part.
-	if i := spliceStart(text); i > 0 && parseLine(text[i:], r) && !r.dupAction && len(r.action) > 0 {
-		rp.text = text
-		rp.warn(WarningSpliced, "", "", "a line cut short (a crash?) runs into the next journal line: the cut part is dropped, the rest replayed")
-		rp.apply(text[i:])
-		return
-	}
-	rp.ignore(text)
-}
-
-// lastLine handles a last line that has no newline: a crash cut it, or it
-// is simply unterminated. Only a line that still parses whole, timestamp
-// (the journal's last field) included, is replayed.
-func (rp *replayer) lastLine(text []byte) {
-	rp.rep.Lines++
-	rp.lineNo = rp.rep.Lines
-	rp.text = text
-	r := &rp.rec
-	if parseLine(text, r) && !r.dupAction && len(r.action) > 0 {
-		if _, ok := parseTimestamp(r.ts); ok {
-			rp.warn(WarningTruncated, "", "", "the last line has no newline; it parses whole and is replayed")
-			rp.apply(text)
-			return
-		}
-	}
-	rp.warn(WarningTruncated, "", "", "the last line is cut short (a crash?) and is not replayed")
-	rp.rep.Ignored++
-}
-
-// ignore counts a line that is not part of the journal.
-func (rp *replayer) ignore(text []byte) {
-	rp.rep.Ignored++
-	if len(rp.rep.IgnoredSamples) < 5 {
-		rp.rep.IgnoredSamples = append(rp.rep.IgnoredSamples, LineSample{Line: rp.lineNo, Text: cut(text)})
-	}
-}
-
 // apply replays one parsed journal line (in rp.rec).
 func (rp *replayer) apply(text []byte) {
 	r := &rp.rec
@@ -121,13 +73,13 @@ func (rp *replayer) apply(text []byte) {
 	rp.rep.JournalLine++
 	rp.ts, rp.hasTS = parseTimestamp(r.ts)
 	if rp.hasTS {
-		t := time.Unix(0, rp.ts).UTC()
-		if rp.rep.First.IsZero() || t.Before(rp.rep.First) {
-			rp.rep.First = t
+		if !rp.seenTS || rp.ts < rp.firstTS {
+			rp.firstTS = rp.ts
 		}
-		if t.After(rp.rep.Last) {
-			rp.rep.Last = t
+		if !rp.seenTS || rp.ts > rp.lastTS {
+			rp.lastTS = rp.ts
 		}
+		rp.seenTS = true
 	}
 	if r.machine != nil {
 		rp.rep.Transitions++
@@ -326,6 +278,9 @@ func (rp *replayer) restart() {
 func (rp *replayer) finish() {
 	rp.endAllUnfinished("the log ends")
 	rp.rep.Latency = rp.hist.summary()
+	if rp.seenTS {
+		rp.rep.First, rp.rep.Last = time.Unix(0, rp.firstTS).UTC(), time.Unix(0, rp.lastTS).UTC()
+	}
 }
 
 // endAllUnfinished ends every open journey as unfinished, in the order they

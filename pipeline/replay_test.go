@@ -27,7 +27,7 @@ func replayString(t *testing.T, log string, opts ReplayOptions) *ReplayReport {
 	return rep
 }
 
-func readFixture(t testing.TB, name string) string {
+func replayFixture(t testing.TB, name string) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("testdata", "replay", name))
 	if err != nil {
@@ -36,8 +36,8 @@ func readFixture(t testing.TB, name string) string {
 	return string(b)
 }
 
-// generate runs the traffic simulation into a log of the given format.
-func generate(t testing.TB, format string, cfg simConfig) (string, genTally) {
+// genTraffic runs the traffic simulation into a log of the given format.
+func genTraffic(t testing.TB, format string, cfg simConfig) (string, genTally) {
 	t.Helper()
 	var buf bytes.Buffer
 	g := newLogGen(&buf, format)
@@ -50,7 +50,7 @@ func generate(t testing.TB, format string, cfg simConfig) (string, genTally) {
 func TestReplayGeneratedTrafficReplaysCleanlyInBothFormats(t *testing.T) {
 	for _, format := range []string{"text", "json"} {
 		t.Run(format, func(t *testing.T) {
-			log, want := generate(t, format, simConfig{Requests: 8000, Concurrency: 8, Seed: 7, RestartEvery: 5000, UnrelatedEvery: 700})
+			log, want := genTraffic(t, format, simConfig{Requests: 8000, Concurrency: 8, Seed: 7, RestartEvery: 5000, UnrelatedEvery: 700})
 			rep := replayString(t, log, ReplayOptions{})
 			if err := rep.Err(); err != nil {
 				t.Fatal(err)
@@ -97,8 +97,8 @@ func TestReplayGeneratedTrafficReplaysCleanlyInBothFormats(t *testing.T) {
 	}
 }
 
-// stepLine is a journey step in a form a test can spell out.
-func stepLine(s JourneyStep) string {
+// replayStepLine is a journey step in a form a test can spell out.
+func replayStepLine(s JourneyStep) string {
 	out := fmt.Sprintf("%d +%s %s", s.Line, s.Offset, s.Action)
 	if s.Event != "" {
 		out += fmt.Sprintf(" %s %s→%s", s.Event, s.From, s.To)
@@ -122,10 +122,10 @@ func stepLine(s JourneyStep) string {
 	return out
 }
 
-func journeyLines(j *Journey) []string {
+func replayJourneyLines(j *Journey) []string {
 	var out []string
 	for _, s := range j.Steps {
-		out = append(out, stepLine(s))
+		out = append(out, replayStepLine(s))
 	}
 	return append(out, fmt.Sprintf("= %q %d in %s after %d", j.Outcome, j.Status, j.Latency, j.Attempts))
 }
@@ -193,7 +193,7 @@ func TestReplayScriptedJourneysReplayCleanlyInBothFormats(t *testing.T) {
 		if len(byID[id]) != 1 {
 			t.Fatalf("%s: %d journeys", id, len(byID[id]))
 		}
-		if got := journeyLines(byID[id][0]); !slices.Equal(got, lines) {
+		if got := replayJourneyLines(byID[id][0]); !slices.Equal(got, lines) {
 			t.Errorf("%s journey:\n%s\nwant\n%s", id, strings.Join(got, "\n"), strings.Join(lines, "\n"))
 		}
 	}
@@ -294,7 +294,7 @@ func TestReplayReportsEachCorruptionAtItsLine(t *testing.T) {
 			name += "/allow-incomplete"
 		}
 		t.Run(name, func(t *testing.T) {
-			log := readFixture(t, c.file)
+			log := replayFixture(t, c.file)
 			rep := replayString(t, log, c.opts)
 			lines := strings.Split(log, "\n")
 			check := func(what string, got []Problem, count int64, want []want) {
@@ -334,7 +334,7 @@ func TestReplayReportsEachCorruptionAtItsLine(t *testing.T) {
 // A problem request's journey is kept whole, with its problems, so that it
 // can be shown; a clean one is not kept unless asked for.
 func TestReplayKeepsTheJourneysOfProblemRequests(t *testing.T) {
-	rep := replayString(t, readFixture(t, "swapped_lines.log"), ReplayOptions{})
+	rep := replayString(t, replayFixture(t, "swapped_lines.log"), ReplayOptions{})
 	if len(rep.Journeys) != 1 {
 		t.Fatalf("%d journeys kept, want req_retry's only", len(rep.Journeys))
 	}
@@ -342,7 +342,7 @@ func TestReplayKeepsTheJourneysOfProblemRequests(t *testing.T) {
 	if j.RequestID != "req_retry" || len(j.Problems) != 2 || j.Outcome != fsm.Succeeded || len(j.Steps) != 7 {
 		t.Errorf("journey %+v", j)
 	}
-	rep = replayString(t, readFixture(t, "swapped_lines.log"), ReplayOptions{MaxProblemJourneys: -1})
+	rep = replayString(t, replayFixture(t, "swapped_lines.log"), ReplayOptions{MaxProblemJourneys: -1})
 	if len(rep.Journeys) != 0 {
 		t.Errorf("MaxProblemJourneys -1 kept %d journeys", len(rep.Journeys))
 	}
@@ -350,7 +350,7 @@ func TestReplayKeepsTheJourneysOfProblemRequests(t *testing.T) {
 
 func TestReplayRequestIDKeepsEveryJourneyOfThatID(t *testing.T) {
 	var got []*Journey
-	rep := replayString(t, readFixture(t, "clean.log"), ReplayOptions{RequestID: "req_retry", OnJourney: func(j *Journey) { got = append(got, j) }})
+	rep := replayString(t, replayFixture(t, "clean.log"), ReplayOptions{RequestID: "req_retry", OnJourney: func(j *Journey) { got = append(got, j) }})
 	if len(rep.Journeys) != 0 {
 		t.Errorf("with OnJourney the report keeps no journey, got %d", len(rep.Journeys))
 	}
@@ -511,7 +511,7 @@ func TestReplayLatencyQuantilesAreWithinOnePercent(t *testing.T) {
 // Memory is bounded by the requests open at once: a journey's state goes at
 // its end, and steady-state replay allocates next to nothing per line.
 func TestReplayMemoryIsBoundedByOpenRequests(t *testing.T) {
-	log, _ := generate(t, "text", simConfig{Requests: 4000, Concurrency: 32, Seed: 9})
+	log, _ := genTraffic(t, "text", simConfig{Requests: 4000, Concurrency: 32, Seed: 9})
 	rp := newReplayer(ReplayOptions{})
 	if err := rp.read(strings.NewReader(log)); err != nil {
 		t.Fatal(err)
@@ -559,7 +559,7 @@ func TestReplayFinishedWindowForgetsOldRequests(t *testing.T) {
 }
 
 func TestReplaySkipsLinesLongerThanItReads(t *testing.T) {
-	clean := readFixture(t, "clean.log")
+	clean := replayFixture(t, "clean.log")
 	i := strings.Index(clean, "\n") + 1
 	log := clean[:i] + strings.Repeat("x", maxLine+300<<10) + "\n" + clean[i:]
 	rep := replayString(t, log, ReplayOptions{})
@@ -591,9 +591,9 @@ func TestReplayBoundsTheProblemsItKeeps(t *testing.T) {
 	}
 }
 
-type failingReader struct{ n int }
+type replayFailingReader struct{ n int }
 
-func (r *failingReader) Read(p []byte) (int, error) {
+func (r *replayFailingReader) Read(p []byte) (int, error) {
 	if r.n == 0 {
 		return 0, errors.New("disk on fire")
 	}
@@ -602,11 +602,38 @@ func (r *failingReader) Read(p []byte) (int, error) {
 }
 
 func TestReplayReturnsReadErrors(t *testing.T) {
-	rep, err := Replay(&failingReader{n: 3}, ReplayOptions{})
+	rep, err := Replay(&replayFailingReader{n: 3}, ReplayOptions{})
 	if err == nil || !strings.Contains(err.Error(), "disk on fire") || rep == nil || rep.Restarts != 3 {
 		t.Errorf("err %v, report %+v", err, rep)
 	}
 	if rep, err := Replay(io.MultiReader(), ReplayOptions{}); err != nil || rep.Lines != 0 || rep.Err() != nil {
 		t.Errorf("an empty log: %v %+v", err, rep)
+	}
+}
+
+// The model name in a received line is the client's, as sent: whatever it
+// holds, the journal quotes it and replay reads it back. (In JSON lines the
+// journal uses Go quoting, whose \x and \U escapes JSON does not know.)
+func TestReplayReadsBackAnyModelName(t *testing.T) {
+	models := []string{"gpt-4", "", "a b", `say "hi"`, "k=v", "tab\there", "new\nline", "nul\x00", "ctl\x01\x7f", "bad utf8 \xff\xfe",
+		"emoji 😀 and é", `back\slash`, "😀\U0010FFFF", strings.Repeat("long ", 100000)}
+	for _, format := range []string{"text", "json"} {
+		var buf bytes.Buffer
+		g := newLogGen(&buf, format)
+		for i, m := range models {
+			d := g.receive(fmt.Sprintf("req_%d", i), m)
+			d.reject(400, "invalid")
+		}
+		g.close()
+		var got []string
+		rep := replayString(t, buf.String(), ReplayOptions{Journeys: true, OnJourney: func(j *Journey) { got = append(got, j.Model) }})
+		if err := rep.Err(); err != nil || rep.Ignored != 0 {
+			t.Fatalf("%s: %v, %d ignored", format, err, rep.Ignored)
+		}
+		for i, m := range models {
+			if want := strings.ToValidUTF8(m, "\uFFFD"); got[i] != m && got[i] != want {
+				t.Errorf("%s: model %q read back as %q", format, m, got[i])
+			}
+		}
 	}
 }

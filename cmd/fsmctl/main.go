@@ -3,6 +3,7 @@
 //
 //	fsmctl diagram [-machine request|breaker] [-format mermaid|dot]
 //	fsmctl docs [-out docs]
+//	fsmctl replay [--request-id ID] [--journeys] [--allow-incomplete] [--json] [--quiet] FILE|-
 package main
 
 import (
@@ -19,6 +20,7 @@ import (
 const usage = `usage:
   fsmctl diagram [-machine request|breaker] [-format mermaid|dot]
   fsmctl docs [-out DIR]
+  fsmctl replay [--request-id ID] [--journeys] [--allow-incomplete] [--json] [--quiet] FILE|-
 `
 
 func main() {
@@ -35,6 +37,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return diagram(args[1:], stdout, stderr)
 	case "docs":
 		return docs(args[1:], stdout, stderr)
+	case "replay":
+		return replay(args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
