@@ -86,6 +86,15 @@ func startGateway(t *testing.T, edit func(*config.Config)) *gateway {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
+		// Every test's log must replay cleanly: each journey legal in the
+		// table, nothing unfinished once the server has drained.
+		rep, err := pipeline.Replay(strings.NewReader(log.String()), pipeline.ReplayOptions{})
+		if err == nil {
+			err = rep.Err()
+		}
+		if err != nil {
+			t.Errorf("the journal does not replay cleanly: %v\n%s", err, log.String())
+		}
 	})
 	return &gateway{t: t, url: "http://" + ln.Addr().String(), mock: m, srv: srv, log: log}
 }

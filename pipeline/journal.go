@@ -167,7 +167,7 @@ func (j *Journal) Received(id, model string, stream bool) {
 	l.str("request_id", id)
 	l.str("action", "received")
 	if model != "" {
-		l.str("model", model)
+		l.str("model", truncate(model, 200))
 	}
 	if stream {
 		l.str("stream", "true")
@@ -318,11 +318,14 @@ func (l *line) key(k string) {
 
 func (l *line) str(k, v string) {
 	l.key(k)
-	if l.json || needsQuote(v) {
+	switch {
+	case l.json:
+		l.b = appendJSONString(l.b, v) // strconv's quoting is not JSON for control bytes
+	case needsQuote(v):
 		l.b = strconv.AppendQuote(l.b, v)
-		return
+	default:
+		l.b = append(l.b, v...)
 	}
-	l.b = append(l.b, v...)
 }
 
 func (l *line) int(k string, v int) {
