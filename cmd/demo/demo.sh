@@ -137,5 +137,13 @@ ask "demo-invalid-$run_id" '{"model":"gpt-4","messages":[{"role":"robot","conten
 after=$(curl -s "$MOCK/mock/stats")
 if [ "$before" = "$after" ]; then echo "mock counters unchanged: no provider call"; else echo "mock counters changed!"; fi
 
+scenario "Replay" "The log is the transition record. The orchestrator stops (SIGTERM: it drains and flushes), then fsmctl replay re-drives every request machine and breaker from the log alone, checks each step against the transition tables, and prints one journey and the summary."
+kill -TERM "${pids[1]}" && wait "${pids[1]}" 2>/dev/null || true
+echo "\$ bin/fsmctl replay --request-id demo-timeout-$run_id $LOGS/orchestrator.log"
+status=0
+bin/fsmctl replay --request-id "demo-timeout-$run_id" "$LOGS/orchestrator.log" || status=$?
+if [ "$status" = 0 ]; then echo "${bold}replay: clean${off} (exit 0)"; else echo "${bold}replay found problems${off} (exit $status)"; fi
+
 echo
 echo "${bold}Done.${off} Full logs: $LOGS/orchestrator.log and $LOGS/mock.log"
+exit "$status"
