@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode"
 
 	"github.com/valyala/fasthttp"
 )
@@ -177,6 +178,11 @@ func (m *anMessage) validate(i int, last bool) *anError {
 	// Only a final assistant message (a prefill) may be empty.
 	mayBeEmpty := last && *m.Role == "assistant"
 	c := &m.Content
+	if mayBeEmpty {
+		if t := anText(c); t != strings.TrimRightFunc(t, unicode.IsSpace) {
+			return anInvalid("messages: final assistant content cannot end with trailing whitespace")
+		}
+	}
 	switch c.kind {
 	case "", "null":
 		return anInvalid("messages.%d.content: Field required", i)
@@ -322,6 +328,9 @@ func (r *anRequest) prompt() prompt {
 		if i == len(r.Messages)-1 {
 			p.userIsLast = text != ""
 		}
+	}
+	if last := &r.Messages[len(r.Messages)-1]; *last.Role == "assistant" {
+		p.prefill = anText(&last.Content)
 	}
 	if len(r.Tools) > 0 {
 		tc := r.ToolChoice

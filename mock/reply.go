@@ -35,6 +35,7 @@ type prompt struct {
 	maxTokens   int      // 0: no limit
 	stops       []string // stop sequences, in request order
 	toolName    string   // the tool a [tool] trigger calls; empty: no tools offered
+	prefill     string   // Anthropic: the final assistant message, which the reply continues
 }
 
 // reply is the answer both dialects render.
@@ -54,7 +55,8 @@ type reply struct {
 //   - "[tool]" in it, tools offered and the conversation ending on that user
 //     turn (so a tool result does not trigger another call): a call of the
 //     first (or the chosen) tool with {"query": <last user text>}.
-//   - Otherwise "Mock reply to: <last user text>", cut at the earliest stop
+//   - Otherwise "Mock reply to: <last user text>" (for an Anthropic prefill
+//     that begins it, only the rest after the prefill), cut at the earliest stop
 //     sequence that is complete within the first maxTokens words, or else
 //     truncated to maxTokens words.
 func compose(p *prompt) reply {
@@ -72,7 +74,13 @@ func compose(p *prompt) reply {
 		r.outputTokens = max(countWords(r.toolArgs), 1)
 		return r
 	default:
-		r.text, r.finish, r.stopSequence = limit(replyPrefix+p.lastUser, p.maxTokens, p.stops)
+		// A prefill is continued, as Anthropic does: the answer is the
+		// rest of the reply after the text the assistant turn already has.
+		full := replyPrefix + p.lastUser
+		if p.prefill != "" && strings.HasPrefix(full, p.prefill) {
+			full = full[len(p.prefill):]
+		}
+		r.text, r.finish, r.stopSequence = limit(full, p.maxTokens, p.stops)
 	}
 	r.outputTokens = max(countWords(r.text), 1)
 	return r
