@@ -21,6 +21,7 @@ type Engine struct {
 	budgets   map[string]*RetryBudget
 	clock     providers.Clock
 	journal   *Journal
+	metrics   *Metrics
 	rand      func() float64
 }
 
@@ -32,6 +33,9 @@ type EngineConfig struct {
 	Breakers  map[string]*providers.Breaker
 	Clock     providers.Clock
 	Journal   *Journal
+	// Metrics records attempts and retry-budget refusals; nil records
+	// nothing.
+	Metrics *Metrics
 	// Rand is the jitter source; nil means math/rand.
 	Rand func() float64
 }
@@ -52,6 +56,7 @@ func NewEngine(c EngineConfig) *Engine {
 		budgets:   make(map[string]*RetryBudget, len(c.Providers)),
 		clock:     c.Clock,
 		journal:   c.Journal,
+		metrics:   c.Metrics,
 		rand:      c.Rand,
 	}
 	for name := range c.Providers {
@@ -214,6 +219,7 @@ func (r *run) attempt(idx int, permit *providers.Permit) (*providers.ChatRespons
 	}
 	latency := r.e.clock.Now().Sub(now)
 	r.lastLatency = latency
+	r.e.metrics.attempt(t.Provider, err, latency)
 	if err != nil {
 		r.lastErr = err
 		r.e.journal.Failed(r.m.ID(), r.attempts, t.Provider, err, latency)
@@ -255,7 +261,7 @@ func (r *run) decide(idx int, err error) (next step, wait time.Duration, stop *a
 		return r.tried[idx] < r.e.policy.MaxAttempts &&
 			fits(now, wait, r.deadline) &&
 			r.e.breakers[t.Provider].State() != fsm.Open &&
-			r.e.budgets[t.Provider].TryRetry()
+			r.tryRetry(t.Provider)
 	}
 	hasNext := r.hasNext(idx)
 	backoff := retryWait(r.e.policy.Backoff.Wait(r.tried[idx], r.e.rand), providers.RetryAfterOf(err))
@@ -288,7 +294,7 @@ func (r *run) decide(idx int, err error) (next step, wait time.Duration, stop *a
 				w = time.Second
 			}
 			first := r.targets[0].Provider
-			if fits(now, w, r.deadline) && r.tried[0] < r.e.policy.MaxAttempts && r.e.budgets[first].TryRetry() {
+			if fits(now, w, r.deadline) && r.tried[0] < r.e.policy.MaxAttempts && r.tryRetry(first) {
 				return stepRound, w, nil
 			}
 			return 0, 0, rateLimited(w)
@@ -309,6 +315,15 @@ func (r *run) decide(idx int, err error) (next step, wait time.Duration, stop *a
 		}
 		return 0, 0, r.exhausted()
 	}
+}
+
+// tryRetry takes a retry from the provider's budget, counting a refusal.
+func (r *run) tryRetry(provider string) bool {
+	if r.e.budgets[provider].TryRetry() {
+		return true
+	}
+	r.e.metrics.budgetExhausted(provider)
+	return false
 }
 
 // hasNext reports whether a target after idx exists (its breaker is asked

@@ -8,7 +8,10 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"regexp"
 	"sort"
+	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -26,6 +29,11 @@ type Config struct {
 	Clock providers.Clock
 	// Log receives the journal; nil means io.Discard.
 	Log io.Writer
+	// WrapProvider, when set, wraps every provider New builds, before the
+	// engine sees it. It is the seam for what the mock cannot do, such as a
+	// provider that panics or streams slowly in a test; production leaves it
+	// nil.
+	WrapProvider func(providers.Provider) providers.Provider
 }
 
 // Server is the orchestrator: the fasthttp ingress in front of the engine.
@@ -40,6 +48,14 @@ type Server struct {
 	names    []string // provider names, sorted
 	models   []byte   // the /v1/models answer, built once
 	http     *fasthttp.Server
+
+	metrics        *Metrics
+	metricsHandler fasthttp.RequestHandler
+	apiKeys        keyring // auth.keys
+	adminKeys      keyring // auth.admin_keys
+
+	limiter  atomic.Pointer[connLimiter] // set by Serve
+	draining atomic.Bool                 // set by Shutdown: /readyz answers 503
 }
 
 // New builds the orchestrator from validated settings.
@@ -69,6 +85,9 @@ func New(c Config) (*Server, error) {
 			s.journal.Close()
 			return nil, fmt.Errorf("providers.%s: %w", name, err)
 		}
+		if c.WrapProvider != nil {
+			p = c.WrapProvider(p)
+		}
 		provs[name] = p
 		s.breakers[name] = providers.NewBreaker(name, c.Providers.Breaker, c.Clock, s.observe)
 		s.names = append(s.names, name)
@@ -82,6 +101,9 @@ func New(c Config) (*Server, error) {
 			}
 		}
 	}
+	s.metrics = NewMetrics(s.names, s.breakers, s.openConns)
+	s.metricsHandler = s.metrics.Handler()
+	s.apiKeys, s.adminKeys = newKeyring(c.Settings.Auth.Keys), newKeyring(c.Settings.Auth.AdminKeys)
 	s.engine = NewEngine(EngineConfig{
 		Policy:    c.Settings.Policy,
 		Routes:    s.routes,
@@ -89,6 +111,7 @@ func New(c Config) (*Server, error) {
 		Breakers:  s.breakers,
 		Clock:     c.Clock,
 		Journal:   s.journal,
+		Metrics:   s.metrics,
 	})
 	s.models = modelList(s.routes)
 	s.http = &fasthttp.Server{
@@ -97,16 +120,62 @@ func New(c Config) (*Server, error) {
 		Name:                  "llm-gateway",
 		NoDefaultServerHeader: true,
 		ReadTimeout:           c.Settings.Server.ReadTimeout,
+		WriteTimeout:          c.Settings.Server.WriteTimeout,
 		IdleTimeout:           c.Settings.Server.IdleTimeout,
+		ReadBufferSize:        c.Settings.Server.MaxHeaderBytes,
 		MaxRequestBodySize:    MaxBodyCeiling,
-		CloseOnShutdown:       true,
+		// The connection limits are the limiter's (limits.go), which
+		// answers in the OpenAI shape; fasthttp's own must never be the
+		// one that refuses. Its worker count only trails the limiter's
+		// count by the moment between a Close and the worker's release.
+		Concurrency:     2 * c.Settings.Server.MaxConns,
+		CloseOnShutdown: true,
+		// fasthttp's own complaints (a connection that failed, a limit
+		// hit) go to the journal as lines of its format, and never quote
+		// the request's bytes, which may hold a key.
+		Logger:                journalLogger{s.journal},
+		SecureErrorLogMessage: true,
 	}
 	return s, nil
 }
 
+// journalLogger writes fasthttp's log lines into the journal. fasthttp
+// quotes parts of a request it could not parse (an invalid header value, even
+// with SecureErrorLogMessage), and those may hold a key: every quoted part
+// but a network address is redacted.
+type journalLogger struct{ j *Journal }
+
+var (
+	quoted  = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
+	address = regexp.MustCompile(`^"[0-9A-Fa-f.:\[\]]+"$`)
+)
+
+func (l journalLogger) Printf(format string, args ...any) {
+	msg := quoted.ReplaceAllStringFunc(fmt.Sprintf(format, args...), func(q string) string {
+		if address.MatchString(q) {
+			return q
+		}
+		return `"<redacted>"`
+	})
+	l.j.Message(levelWarn, "http_server", "message", truncate(msg, 300))
+}
+
+func (s *Server) openConns() int {
+	if l := s.limiter.Load(); l != nil {
+		return l.Open()
+	}
+	return 0
+}
+
 // observe is the one hook of every machine: the journal (and what hangs off
 // it) sees each transition once.
-func (s *Server) observe(t fsm.Transition) { s.journal.Transition(t) }
+func (s *Server) observe(t fsm.Transition) {
+	s.journal.Transition(t)
+	s.metrics.transition(t)
+}
+
+// Metrics returns the server's instrumentation.
+func (s *Server) Metrics() *Metrics { return s.metrics }
 
 // Journal returns the server's journal.
 func (s *Server) Journal() *Journal { return s.journal }
@@ -114,17 +183,44 @@ func (s *Server) Journal() *Journal { return s.journal }
 // Breakers returns each provider's breaker, by name.
 func (s *Server) Breakers() map[string]*providers.Breaker { return s.breakers }
 
-// Serve serves on ln until Shutdown. It logs the start line first, so replay
-// knows that breakers begin closed again.
+// Serve serves on ln until Shutdown, within the connection limits of the
+// settings. It logs the start line first, so replay knows that breakers begin
+// closed again.
 func (s *Server) Serve(ln net.Listener) error {
+	l := newConnLimiter(ln, s.settings.Server.MaxConns, s.settings.Server.MaxConnsPerIP, s.metrics.connRejected)
+	s.limiter.Store(l)
+	if s.draining.Load() {
+		// Shutdown came first: it will not find this listener in fasthttp.
+		return l.Close()
+	}
 	s.journal.Start("listen", ln.Addr().String(), "providers", fmt.Sprint(s.names))
-	return s.http.Serve(ln)
+	return s.http.Serve(l)
 }
 
-// Shutdown stops accepting, waits for the requests in flight (up to ctx) and
-// flushes the journal.
+// Shutdown drains the server: it stops accepting (the listener is closed, so
+// new connections are refused), closes idle keep-alive connections, answers
+// the requests in flight with Connection: close and waits for them, streams
+// included, up to ctx; then it flushes and closes the journal. A request
+// still running when ctx ends is abandoned; the error then says so.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	kv := []string{"in_flight", strconv.FormatInt(s.metrics.inFlightNow(), 10), "streams", strconv.FormatInt(s.metrics.streamsNow(), 10)}
+	if dl, ok := ctx.Deadline(); ok {
+		kv = append(kv, "drain_timeout", time.Until(dl).Round(time.Millisecond).String())
+	}
+	s.journal.Message(levelInfo, "draining", kv...)
 	err := s.http.ShutdownWithContext(ctx)
+	if l := s.limiter.Load(); l != nil {
+		// Serve may have stored its listener without handing it to fasthttp
+		// yet; closed here, its first Accept fails and Serve returns.
+		_ = l.Close()
+	}
+	if err != nil {
+		s.journal.Message(levelWarn, "stopped", "drained", "false", "in_flight", strconv.FormatInt(s.metrics.inFlightNow(), 10), "error", err.Error())
+		err = fmt.Errorf("drain: %w (%d request(s) still in flight)", err, s.metrics.inFlightNow())
+	} else {
+		s.journal.Message(levelInfo, "stopped", "drained", "true")
+	}
 	s.journal.Close()
 	return err
 }
@@ -133,6 +229,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) Handler() fasthttp.RequestHandler { return s.handle }
 
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.panicked(ctx, "", nil, v, time.Time{})
+		}
+	}()
+	if !s.authorize(ctx) {
+		return
+	}
 	switch string(ctx.Path()) {
 	case "/v1/chat/completions":
 		if !ctx.IsPost() {
@@ -154,6 +258,12 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.ready(ctx)
 	case "/admin/breakers":
 		s.breakerStatus(ctx)
+	case "/metrics":
+		if !ctx.IsGet() && !ctx.IsHead() {
+			methodNotAllowed(ctx, "GET")
+			return
+		}
+		s.metricsHandler(ctx)
 	default:
 		writeError(ctx, "", &apiError{Status: 404, Type: typeInvalidRequest, Code: "unknown_url",
 			Message: fmt.Sprintf("unknown path %s; the gateway serves POST /v1/chat/completions", truncate(string(ctx.Path()), 200))}, 0, 0)
@@ -172,6 +282,16 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx) {
 	start := s.clock.Now()
 	id := requestID(ctx)
 	m := fsm.Request.New(id, s.observe, s.clock.Now)
+	s.metrics.requestBegan()
+	streamed := false // from then on the stream's writer owns the end of the request
+	defer func() {
+		if v := recover(); v != nil {
+			s.panicked(ctx, id, m, v, start)
+		}
+		if !streamed {
+			s.metrics.requestEnded(m.State() == fsm.Succeeded, false, s.clock.Now().Sub(start))
+		}
+	}()
 
 	var req *providers.ChatRequest
 	var targets []providers.Target
@@ -187,6 +307,11 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx) {
 		model = req.Model
 	}
 	s.journal.Received(id, model, req != nil && req.Stream)
+	if ae == nil {
+		if n := contentChars(req); n > s.settings.Server.MaxContentChars {
+			ae = contentTooLong(n, s.settings.Server.MaxContentChars)
+		}
+	}
 	if ae == nil {
 		var ok bool
 		if targets, ok = s.routes.Lookup(req.Model); !ok {
@@ -207,16 +332,18 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx) {
 	}
 
 	rctx, cancel := context.WithCancel(context.Background())
-	stop := watchClient(ctx.Conn(), cancel)
-	res := s.engine.Run(rctx, m, req, targets, start)
-	stop()
+	res := s.run(ctx.Conn(), rctx, cancel, m, req, targets, start)
 	if res.Stream != nil {
 		// The stream's writer runs after this handler returns and owns
-		// cancel from here on.
+		// cancel from here on. A stream may flow for minutes: exempt it
+		// from server.write_timeout here, in the handler, since fasthttp
+		// arms that deadline after the handler returns (a deadline cleared
+		// by the writer's goroutine could be armed again after it).
+		_ = ctx.SetWriteDeadline(time.Time{})
 		s.writeStream(ctx, id, res, req, cancel, start)
+		streamed = true
 		return
 	}
-	cancel()
 
 	latency := s.clock.Now().Sub(start)
 	if res.Err != nil {
@@ -224,6 +351,19 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	writeCompletion(ctx, id, res, latency)
+}
+
+// run drives the engine while watching for the client to leave. The watch
+// ends on every path, a panic included, before the connection is used again.
+func (s *Server) run(conn net.Conn, rctx context.Context, cancel context.CancelFunc, m *fsm.Machine, req *providers.ChatRequest, targets []providers.Target, start time.Time) (res Result) {
+	stop := watchClient(conn, cancel)
+	defer func() {
+		stop()
+		if res.Stream == nil {
+			cancel()
+		}
+	}()
+	return s.engine.Run(rctx, m, req, targets, start)
 }
 
 func tooLarge(limit int) *apiError {
@@ -247,6 +387,7 @@ func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
 			ae = invalid("", "the HTTP request is malformed")
 		}
 	}
+	s.metrics.transportError(ae.Status)
 	ctx.SetConnectionClose()
 	writeError(ctx, "", ae, 0, 0)
 }
@@ -306,6 +447,11 @@ func modelList(r providers.Routes) []byte {
 
 func (s *Server) ready(ctx *fasthttp.RequestCtx) {
 	ctx.SetContentType("application/json")
+	if s.draining.Load() {
+		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+		ctx.SetBodyString(`{"status":"draining","reason":"the gateway is shutting down"}`)
+		return
+	}
 	for _, name := range s.names {
 		if s.breakers[name].State() != fsm.Open {
 			ctx.SetBodyString(`{"status":"ready"}`)

@@ -23,14 +23,42 @@ type ServerSettings struct {
 	MaxBodyBytes int `yaml:"max_body_bytes"`
 	// MaxMessages caps the messages of one request (400 above). Default 2048.
 	MaxMessages int `yaml:"max_messages"`
-	// ReadTimeout bounds reading one request, headers and body. Default 30s.
+	// MaxContentChars caps the characters of one request's message contents
+	// (string contents and text parts, all messages together; 400 above).
+	// Default 1,000,000.
+	MaxContentChars int `yaml:"max_content_chars"`
+	// MaxHeaderBytes caps the request line and headers of one request (431
+	// above). It is fasthttp's read buffer, allocated per connection, so it
+	// also sets the memory an idle connection holds. Default 8 KiB; between
+	// 1 KiB and 1 MiB.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// ReadTimeout bounds reading one request, headers and body, from the
+	// request's first byte (for a connection's first request, from the
+	// connection's opening): a client that trickles its request is answered
+	// 408 and cut when it passes. Default 30s.
 	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// WriteTimeout bounds writing one non-streamed answer; a client that
+	// does not read it is cut. Streams are exempt (a stream may flow for
+	// minutes; its heartbeat finds a client that left). Default 30s.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
 	// IdleTimeout closes keep-alive connections idle this long. Default 120s.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// Heartbeat is how often an idle stream gets a ": ping" comment, which
 	// keeps proxies from closing it and shows whether the client is still
 	// there. Default 10s.
 	Heartbeat time.Duration `yaml:"heartbeat"`
+	// MaxConns caps the client connections open at once; a connection past
+	// it is answered 503 (code too_many_connections, Retry-After: 1) and
+	// closed. Default 10000.
+	MaxConns int `yaml:"max_conns"`
+	// MaxConnsPerIP caps the connections open at once from one client
+	// address; past it, 429 and close. Default 0: no per-address limit (a
+	// gateway behind a load balancer or NAT sees few addresses).
+	MaxConnsPerIP int `yaml:"max_conns_per_ip"`
+	// DrainTimeout is how long Shutdown waits for the requests in flight,
+	// streams included, before it gives up on them. Default 30s. The
+	// orchestrator's -drain flag overrides it.
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
 }
 
 // Policy is what the engine does with failures (DESIGN §4).
@@ -112,7 +140,18 @@ func (s *Settings) ApplyDefaults() {
 	if s.Server.MaxMessages == 0 {
 		s.Server.MaxMessages = 2048
 	}
+	if s.Server.MaxContentChars == 0 {
+		s.Server.MaxContentChars = 1_000_000
+	}
+	if s.Server.MaxHeaderBytes == 0 {
+		s.Server.MaxHeaderBytes = 8 << 10
+	}
+	if s.Server.MaxConns == 0 {
+		s.Server.MaxConns = 10_000
+	}
 	def(&s.Server.ReadTimeout, 30*time.Second)
+	def(&s.Server.WriteTimeout, 30*time.Second)
+	def(&s.Server.DrainTimeout, 30*time.Second)
 	def(&s.Server.IdleTimeout, 120*time.Second)
 	def(&s.Server.Heartbeat, 10*time.Second)
 	if s.Policy.MaxAttempts == 0 {
@@ -162,7 +201,21 @@ func (s *Settings) Validate() []error {
 	if s.Server.MaxMessages < 1 {
 		bad("server.max_messages", "must be at least 1, got %d", s.Server.MaxMessages)
 	}
+	if s.Server.MaxContentChars < 1 {
+		bad("server.max_content_chars", "must be at least 1, got %d", s.Server.MaxContentChars)
+	}
+	if h := s.Server.MaxHeaderBytes; h < 1<<10 || h > 1<<20 {
+		bad("server.max_header_bytes", "must be between 1024 and 1048576, got %d", h)
+	}
+	if s.Server.MaxConns < 1 {
+		bad("server.max_conns", "must be at least 1, got %d", s.Server.MaxConns)
+	}
+	if s.Server.MaxConnsPerIP < 0 {
+		bad("server.max_conns_per_ip", "must not be negative (0 means no limit), got %d", s.Server.MaxConnsPerIP)
+	}
 	positive("server.read_timeout", s.Server.ReadTimeout)
+	positive("server.write_timeout", s.Server.WriteTimeout)
+	positive("server.drain_timeout", s.Server.DrainTimeout)
 	positive("server.idle_timeout", s.Server.IdleTimeout)
 	positive("server.heartbeat", s.Server.Heartbeat)
 	if s.Policy.MaxAttempts < 1 {

@@ -121,8 +121,8 @@ func (s *Server) writeStream(ctx *fasthttp.RequestCtx, id string, res Result, re
 		}
 		err, gone := pump(sctx, stop, w, res.Stream, includeUsage, heartbeat)
 		res.Stream.Finish(err, gone, s.clock.Now().Sub(start))
-		s.metrics.streamEnded()
 		s.metrics.requestEnded(res.Stream.r.m.State() == fsm.Succeeded, true, s.clock.Now().Sub(start))
+		s.metrics.streamEnded()
 	})
 }
 

@@ -33,7 +33,7 @@ func run(args []string, stderr io.Writer) int {
 	listen := fs.String("listen", "", "address to listen on (default from the config, :8080)")
 	path := fs.String("config", "", "YAML configuration file (default: the embedded demo configuration)")
 	format := fs.String("log-format", "", "journal format: text or json (default from the config, text)")
-	drain := fs.Duration("drain", 30*time.Second, "how long shutdown waits for requests in flight")
+	drain := fs.Duration("drain", 0, "how long shutdown waits for requests in flight (default from the config, server.drain_timeout, 30s)")
 	printDefault := fs.Bool("print-default-config", false, "print the embedded default configuration and exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -49,6 +49,13 @@ func run(args []string, stderr io.Writer) int {
 	}
 	if *listen != "" {
 		cfg.Pipeline.Server.Listen = *listen
+	}
+	if *drain < 0 {
+		fmt.Fprintf(stderr, "orchestrator: -drain %s is not valid; want a positive duration\n", *drain)
+		return 2
+	}
+	if *drain > 0 {
+		cfg.Pipeline.Server.DrainTimeout = *drain
 	}
 	if *format != "" {
 		if *format != "text" && *format != "json" {
@@ -67,19 +74,37 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "orchestrator: %v\n", err)
 		return 1
 	}
+	// Listen for signals before serving, so that a SIGTERM that comes right
+	// after the start line still drains instead of killing the process.
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	select {
 	case err := <-served:
 		fmt.Fprintf(stderr, "orchestrator: %v\n", err)
 		return 1
 	case <-sig:
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), *drain)
+	return shutdown(srv, cfg.Pipeline.Server.DrainTimeout, sig, stderr)
+}
+
+// shutdown drains the server: the requests in flight, streams included, get
+// their whole answers for up to drain; a second signal stops waiting. The
+// journal is flushed either way. It returns the exit code: 0 when every
+// request finished.
+func shutdown(srv *pipeline.Server, drain time.Duration, sig <-chan os.Signal, stderr io.Writer) int {
+	ctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
+	go func() {
+		select {
+		case <-sig:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	if err := srv.Shutdown(ctx); err != nil {
 		fmt.Fprintf(stderr, "orchestrator: shutdown: %v\n", err)
 		return 1

@@ -1,0 +1,209 @@
+package pipeline
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unicode/utf8"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/llm-gateway/gateway/providers"
+)
+
+// The ingress limits that are not fasthttp settings: the size of the
+// conversation (server.max_content_chars) and the number of client
+// connections (server.max_conns, server.max_conns_per_ip). The others are
+// fasthttp's: ReadBufferSize (server.max_header_bytes), ReadTimeout,
+// WriteTimeout and MaxRequestBodySize; see New.
+
+// contentChars counts the characters of a request's message contents: the
+// string contents and the text parts (other parts, such as images, are
+// bounded by the body size alone).
+func contentChars(req *providers.ChatRequest) int {
+	n := 0
+	for i := range req.Messages {
+		c := &req.Messages[i].Content
+		n += utf8.RuneCountInString(c.Text)
+		for j := range c.Parts {
+			n += utf8.RuneCountInString(c.Parts[j].Text)
+		}
+	}
+	return n
+}
+
+func contentTooLong(n, limit int) *apiError {
+	return invalid("messages", fmt.Sprintf("the message contents total %d characters; at most %d are accepted (server.max_content_chars)", n, limit))
+}
+
+// connLimiter is a listener that refuses connections past server.max_conns,
+// and past server.max_conns_per_ip from one address, answering them itself in
+// the OpenAI error shape. fasthttp's own limits (Concurrency, MaxConnsPerIP)
+// answer in plain text, and its per-IP wrapper hides the socket from the
+// client-disconnect watch (it does not implement syscall.Conn), so the
+// gateway limits connections here and sets fasthttp's Concurrency above
+// max_conns.
+//
+// A refused connection is answered and closed on its own goroutine, after a
+// short read of what the client sent: closing a socket with unread data
+// resets it, and the client could lose the answer.
+type connLimiter struct {
+	net.Listener
+	max, maxPerIP int
+	onReject      func(perIP bool)
+	answers       [2][]byte // the refusals, rendered once: [per ip?]
+
+	open      atomic.Int64
+	closeOnce sync.Once
+	mu        sync.Mutex // guards perIP
+	// perIP counts the open connections of each remote address; only
+	// maintained when maxPerIP > 0.
+	perIP map[string]int
+}
+
+func newConnLimiter(ln net.Listener, max, maxPerIP int, onReject func(perIP bool)) *connLimiter {
+	l := &connLimiter{Listener: ln, max: max, maxPerIP: maxPerIP, onReject: onReject, perIP: make(map[string]int)}
+	l.answers[0] = rawErrorAnswer(&apiError{Status: 503, Type: typeServer, Code: "too_many_connections", RetryAfter: time.Second,
+		Message: fmt.Sprintf("the gateway is serving its maximum of %d connections (server.max_conns); retry shortly", max)})
+	l.answers[1] = rawErrorAnswer(&apiError{Status: 429, Type: typeRateLimit, Code: "too_many_connections", RetryAfter: time.Second,
+		Message: fmt.Sprintf("this address has %d connections open, the most allowed (server.max_conns_per_ip); reuse a connection or retry shortly", maxPerIP)})
+	return l
+}
+
+// Close closes the listener once; later calls do nothing (fasthttp's
+// shutdown and the server's both close it).
+func (l *connLimiter) Close() error {
+	err := net.ErrClosed
+	l.closeOnce.Do(func() { err = l.Listener.Close() })
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// Open returns the number of connections open now.
+func (l *connLimiter) Open() int { return int(l.open.Load()) }
+
+// Accept returns the next connection within the limits.
+func (l *connLimiter) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if n := l.open.Add(1); l.max > 0 && n > int64(l.max) {
+			l.open.Add(-1)
+			l.reject(c, false)
+			continue
+		}
+		ip := ""
+		if l.maxPerIP > 0 {
+			ip = hostOf(c.RemoteAddr())
+			l.mu.Lock()
+			over := l.perIP[ip] >= l.maxPerIP
+			if !over {
+				l.perIP[ip]++
+			}
+			l.mu.Unlock()
+			if over {
+				l.open.Add(-1)
+				l.reject(c, true)
+				continue
+			}
+		}
+		return &limitedConn{Conn: c, l: l, ip: ip}, nil
+	}
+}
+
+func (l *connLimiter) release(ip string) {
+	l.open.Add(-1)
+	if l.maxPerIP > 0 {
+		l.mu.Lock()
+		if l.perIP[ip]--; l.perIP[ip] <= 0 {
+			delete(l.perIP, ip)
+		}
+		l.mu.Unlock()
+	}
+}
+
+func hostOf(a net.Addr) string {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.IP.String()
+	}
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return host
+}
+
+// rejectLinger bounds how long a refused connection is read before it is
+// closed.
+const rejectLinger = 500 * time.Millisecond
+
+func (l *connLimiter) reject(c net.Conn, perIP bool) {
+	if l.onReject != nil {
+		l.onReject(perIP)
+	}
+	answer := l.answers[b2i(perIP)]
+	go func() {
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(rejectLinger))
+		_, _ = c.Write(answer)
+		if cw, ok := c.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(c, 64<<10))
+	}()
+}
+
+// rawErrorAnswer renders a whole HTTP/1.1 answer in the OpenAI error shape,
+// for a connection that never reaches fasthttp.
+func rawErrorAnswer(ae *apiError) []byte {
+	var ctx fasthttp.RequestCtx
+	writeError(&ctx, "", ae, 0, 0)
+	ctx.Response.Header.SetConnectionClose()
+	var b bytes.Buffer
+	w := bufio.NewWriter(&b)
+	_ = ctx.Response.Write(w)
+	_ = w.Flush()
+	return b.Bytes()
+}
+
+// limitedConn gives its slot back once, on the first Close.
+type limitedConn struct {
+	net.Conn
+	l    *connLimiter
+	ip   string
+	once sync.Once
+}
+
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { c.l.release(c.ip) })
+	return err
+}
+
+// SyscallConn exposes the socket, so that watchClient can still see a client
+// leave through this wrapper.
+func (c *limitedConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.ErrUnsupported
+}
+
+// CloseWrite half-closes the socket when it supports it.
+func (c *limitedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
