@@ -221,6 +221,21 @@ func (j *Journal) Skipped(id, provider string, state fsm.State, probeIn time.Dur
 	j.end(l)
 }
 
+// Joined marks where a continued stream was joined: the text streamed from
+// the provider that failed ended at offset bytes, and the rest comes from
+// the next one.
+func (j *Journal) Joined(id string, attempt int, from, to string, offset int) {
+	l := j.begin(levelInfo)
+	l.str("request_id", id)
+	l.str("action", "joined")
+	l.int("attempt", attempt)
+	l.str("provider", to)
+	l.str("from_provider", from)
+	l.int("offset", offset)
+	l.ts(j.now())
+	j.end(l)
+}
+
 // Start logs the orchestrator's start: replay resets every breaker here.
 func (j *Journal) Start(kv ...string) {
 	l := j.begin(levelInfo)

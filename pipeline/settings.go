@@ -80,6 +80,11 @@ type Policy struct {
 	// long after its first chunk (a timeout, counted by the breaker).
 	// Default 30s.
 	StreamIdleTimeout time.Duration `yaml:"stream_idle_timeout"`
+	// StreamContinuation, when true, resumes a stream cut after its first
+	// byte on the next target that continues a prefill (Anthropic), sending
+	// the text so far as a final assistant message, so the client sees one
+	// answer. Off by default; see docs/streaming.md for its limits.
+	StreamContinuation bool `yaml:"stream_continuation"`
 	// Backoff shapes the waits between attempts on one target.
 	Backoff Backoff `yaml:"backoff"`
 	// RetryBudget caps retries per provider.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -60,6 +61,8 @@ func (r *run) openStream(t providers.Target, permit *providers.Permit, timeout t
 // target. The caller forwards its chunks and must call Finish exactly once.
 type StreamHandle struct {
 	r *run
+	// failureLogged says resume already logged the failure that ends it.
+	failureLogged bool
 }
 
 // First returns the chunk that committed the stream.
@@ -88,7 +91,9 @@ func (h *StreamHandle) Finish(err error, gone bool, latency time.Duration) {
 	default:
 		r.permit.Done(err)
 		r.lastErr = err
-		r.e.journal.Failed(r.m.ID(), r.attempts, t.Provider, err, latency)
+		if !h.failureLogged {
+			r.e.journal.Failed(r.m.ID(), r.attempts, t.Provider, err, latency)
+		}
 		r.fire(fsm.EventGiveUp, fsm.Detail{Attempt: r.attempts, Provider: t.Provider, Status: 502,
 			ErrorClass: string(providers.ClassOf(err)), Reason: "stream_failed", Latency: latency})
 	}
@@ -119,7 +124,7 @@ func (s *Server) writeStream(ctx *fasthttp.RequestCtx, id string, res Result, re
 			// A long stream must not be cut by a write deadline (DESIGN §8).
 			_ = conn.SetWriteDeadline(time.Time{})
 		}
-		err, gone := pump(sctx, stop, w, res.Stream, includeUsage, heartbeat)
+		err, gone := pump(sctx, stop, w, res.Stream, includeUsage, s.settings.Policy.StreamContinuation, heartbeat)
 		res.Stream.Finish(err, gone, s.clock.Now().Sub(start))
 		s.metrics.requestEnded(res.Stream.r.m.State() == fsm.Succeeded, true, s.clock.Now().Sub(start))
 		s.metrics.streamEnded()
@@ -133,10 +138,42 @@ type chunkOrErr struct {
 
 // pump forwards chunks until the upstream ends or fails, or the client
 // leaves. It returns the upstream's failure (nil for a clean end) and whether
-// the client went away.
-func pump(ctx context.Context, stop context.CancelFunc, w *bufio.Writer, h *StreamHandle, includeUsage bool, heartbeat time.Duration) (error, bool) {
-	// One reader goroutine turns the blocking Next into a channel, so the
-	// writer can send heartbeats while the upstream is quiet.
+// the client went away. With continuation on, a failure after the first byte
+// is first offered to resume (continue.go).
+func pump(ctx context.Context, stop context.CancelFunc, w *bufio.Writer, h *StreamHandle, includeUsage, continuation bool, heartbeat time.Duration) (error, bool) {
+	first := h.First()
+	fwd := &chunkWriter{w: w, includeUsage: includeUsage, first: first, keepText: continuation}
+	if err := fwd.write(first); err != nil {
+		stop()
+		return nil, true
+	}
+	tick := time.NewTicker(heartbeat)
+	defer tick.Stop()
+	for {
+		err, gone := segment(ctx, stop, fwd, h, tick.C)
+		if gone || err == nil {
+			return err, gone
+		}
+		if continuation {
+			if skip, ok := h.resume(ctx, err, fwd.text.String()); ok {
+				fwd.join(skip)
+				if fwd.write(h.First()) != nil {
+					stop()
+					return nil, true
+				}
+				continue
+			}
+			h.failureLogged = true
+		}
+		_ = fwd.errorEvent(err)
+		return err, false
+	}
+}
+
+// segment forwards the chunks of the current upstream stream. One reader
+// goroutine turns the blocking Next into a channel, so the writer can send
+// heartbeats while the upstream is quiet; segment always waits for it to end.
+func segment(ctx context.Context, stop context.CancelFunc, fwd *chunkWriter, h *StreamHandle, tick <-chan time.Time) (error, bool) {
 	ch := make(chan chunkOrErr, 8)
 	go func() {
 		for {
@@ -157,20 +194,13 @@ func pump(ctx context.Context, stop context.CancelFunc, w *bufio.Writer, h *Stre
 		}
 		return nil, true
 	}
-	var usage *providers.Usage
-	fwd := chunkWriter{w: w, includeUsage: includeUsage}
-	if err := fwd.write(h.First(), &usage); err != nil {
-		return clientLeft()
-	}
-	tick := time.NewTicker(heartbeat)
-	defer tick.Stop()
 	for {
 		select {
 		case item := <-ch:
 			switch {
 			case errors.Is(item.err, io.EOF):
-				if includeUsage && usage != nil {
-					if fwd.usageChunk(h.First(), usage) != nil {
+				if fwd.includeUsage && fwd.usage != nil {
+					if fwd.usageChunk() != nil {
 						return nil, false // the answer was complete; the client left during [DONE]
 					}
 				}
@@ -180,13 +210,12 @@ func pump(ctx context.Context, stop context.CancelFunc, w *bufio.Writer, h *Stre
 				if ctx.Err() != nil {
 					return nil, true
 				}
-				_ = fwd.errorEvent(item.err)
 				return item.err, false
 			}
-			if err := fwd.write(item.c, &usage); err != nil {
+			if err := fwd.write(item.c); err != nil {
 				return clientLeft()
 			}
-		case <-tick.C:
+		case <-tick:
 			if err := fwd.ping(); err != nil {
 				return clientLeft()
 			}
@@ -200,24 +229,54 @@ func pump(ctx context.Context, stop context.CancelFunc, w *bufio.Writer, h *Stre
 type chunkWriter struct {
 	w            *bufio.Writer
 	includeUsage bool
+	first        *providers.Chunk // the stream's first chunk: its id, created and model
+	usage        *providers.Usage // a translated stream's usage, held back for the last chunk
+
+	// Continuation: the text sent so far, and after a join, the whitespace
+	// the client already has and the continuation will repeat.
+	keepText bool
+	text     strings.Builder
+	joined   bool
+	skip     string
 }
 
-func (cw chunkWriter) event(data []byte) error {
+func (cw *chunkWriter) event(data []byte) error {
 	_, _ = cw.w.WriteString("data: ")
 	_, _ = cw.w.Write(data)
 	_, _ = cw.w.WriteString("\n\n")
 	return cw.w.Flush()
 }
 
+// join switches to a continuation stream: its chunks are presented as the
+// original stream's (same id, created and model), its opening role chunk is
+// dropped, and its text starts after what the client already has.
+func (cw *chunkWriter) join(skip string) {
+	cw.joined = true
+	cw.skip = skip
+}
+
 // write forwards one chunk. An OpenAI upstream's chunk goes out as it came;
 // a translated one is encoded, with its usage held back for the final usage
 // chunk (OpenAI's include_usage shape) or dropped when not asked for.
-func (cw chunkWriter) write(c *providers.Chunk, usage **providers.Usage) error {
+func (cw *chunkWriter) write(c *providers.Chunk) error {
+	if cw.keepText {
+		for _, ch := range c.Choices {
+			if ch.Index == 0 && ch.Delta.Content != nil {
+				cw.text.WriteString(*ch.Delta.Content)
+			}
+		}
+	}
+	if cw.joined {
+		c = cw.continued(c)
+		if c == nil {
+			return nil
+		}
+	}
 	if c.Raw != nil {
 		return cw.event(c.Raw)
 	}
 	if c.Usage != nil {
-		*usage = c.Usage
+		cw.usage = c.Usage
 		out := *c
 		out.Usage = nil
 		c = &out
@@ -232,8 +291,35 @@ func (cw chunkWriter) write(c *providers.Chunk, usage **providers.Usage) error {
 	return cw.event(b)
 }
 
-func (cw chunkWriter) usageChunk(first *providers.Chunk, u *providers.Usage) error {
-	c := providers.Chunk{ID: first.ID, Object: "chat.completion.chunk", Created: first.Created, Model: first.Model, Choices: []providers.ChunkChoice{}, Usage: u}
+// continued rewrites a continuation chunk to read as part of the original
+// stream, or returns nil for one that adds nothing.
+func (cw *chunkWriter) continued(c *providers.Chunk) *providers.Chunk {
+	out := *c
+	out.Raw = nil
+	out.ID, out.Created, out.Model = cw.first.ID, cw.first.Created, cw.first.Model
+	out.Choices = nil
+	for _, ch := range c.Choices {
+		d := ch.Delta
+		d.Role = ""
+		if d.Content != nil && cw.skip != "" {
+			trimmed := strings.TrimPrefix(*d.Content, cw.skip)
+			d.Content = &trimmed
+			cw.skip = ""
+		}
+		if d.Content != nil && *d.Content == "" && len(d.ToolCalls) == 0 && ch.FinishReason == nil {
+			continue
+		}
+		ch.Delta = d
+		out.Choices = append(out.Choices, ch)
+	}
+	if len(out.Choices) == 0 && out.Usage == nil {
+		return nil
+	}
+	return &out
+}
+
+func (cw *chunkWriter) usageChunk() error {
+	c := providers.Chunk{ID: cw.first.ID, Object: "chat.completion.chunk", Created: cw.first.Created, Model: cw.first.Model, Choices: []providers.ChunkChoice{}, Usage: cw.usage}
 	b, err := json.Marshal(c)
 	if err != nil {
 		return err
@@ -241,16 +327,16 @@ func (cw chunkWriter) usageChunk(first *providers.Chunk, u *providers.Usage) err
 	return cw.event(b)
 }
 
-func (cw chunkWriter) done() error { return cw.event([]byte("[DONE]")) }
+func (cw *chunkWriter) done() error { return cw.event([]byte("[DONE]")) }
 
-func (cw chunkWriter) ping() error {
+func (cw *chunkWriter) ping() error {
 	_, _ = cw.w.WriteString(": ping\n\n")
 	return cw.w.Flush()
 }
 
 // errorEvent ends a stream that failed after its first byte with an OpenAI
 // error payload, which the SDKs raise as an error.
-func (cw chunkWriter) errorEvent(err error) error {
+func (cw *chunkWriter) errorEvent(err error) error {
 	msg := "the upstream stream failed: " + string(providers.ClassOf(err))
 	var pe *providers.Error
 	if errors.As(err, &pe) && pe.Message != "" {

@@ -185,3 +185,51 @@ func TestClientThatLeavesMidStreamCancelsTheUpstream(t *testing.T) {
 		t.Fatalf("a client leaving must not count against the provider: %+v", s)
 	}
 }
+
+func TestStreamContinuationJoinsACutStreamOnTheNextTarget(t *testing.T) {
+	g := startGateway(t, func(c *config.Config) { c.Pipeline.Policy.StreamContinuation = true })
+	g.fault(mock.Rule{Provider: "openai", Fault: mock.FaultStreamCut, Count: 1})
+	c := sdkClient(g)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	msg := "please tell me a rather long story about seven brave dwarves"
+	s := c.Chat.Completions.NewStreaming(ctx, streamParams(msg, false))
+	var text string
+	ids := map[string]bool{}
+	for s.Next() {
+		ch := s.Current()
+		ids[ch.ID] = true
+		for _, choice := range ch.Choices {
+			text += choice.Delta.Content
+		}
+	}
+	if err := s.Err(); err != nil {
+		t.Fatalf("the continued stream failed: %v (text so far %q)", err, text)
+	}
+	if text != "Mock reply to: "+msg {
+		t.Fatalf("the joined answer is not seamless: %q", text)
+	}
+	if len(ids) != 1 {
+		t.Fatalf("the client saw %d chunk ids, want one stream: %v", len(ids), ids)
+	}
+	joined := g.waitLines("action=joined", "provider=anthropic", "from_provider=openai")
+	if len(joined) != 1 {
+		t.Fatalf("the join is not marked in the log: %v", g.lines("request_id="))
+	}
+	if st := g.mock.Stats(); st.Outcome("openai", mock.FaultStreamCut) != 1 || st.Outcome("anthropic", mock.OutcomeOK) != 1 {
+		t.Fatalf("mock stats %+v", st)
+	}
+	prefill := g.mock.Log()[1].Body
+	if !strings.Contains(prefill, `"role":"assistant"`) || !strings.Contains(prefill, "Mock reply to:") {
+		t.Fatalf("the continuation did not carry the text so far as a prefill: %s", prefill)
+	}
+}
+
+func TestStreamContinuationIsOffByDefault(t *testing.T) {
+	g := startGateway(t, nil)
+	g.fault(mock.Rule{Provider: "openai", Fault: mock.FaultStreamCut, Count: 1})
+	out := rawStream(t, g, `{"model":"gpt-4","stream":true,"messages":[{"role":"user","content":"one two three four five six"}]}`)
+	if !strings.Contains(out, `"error"`) || g.mock.Stats().Requests("anthropic") != 0 {
+		t.Fatalf("without the switch a cut stream must end with an error and no continuation:\n%s", out)
+	}
+}

@@ -42,6 +42,11 @@ func NewAnthropic(name string, s ProviderSettings) (*Anthropic, error) {
 // Name is the provider's configured name.
 func (p *Anthropic) Name() string { return p.name }
 
+// SupportsPrefill reports that Anthropic continues a final assistant message.
+func (p *Anthropic) SupportsPrefill() bool { return true }
+
+var _ Prefiller = (*Anthropic)(nil)
+
 // Close closes the idle connections; calls in flight finish normally.
 func (p *Anthropic) Close() error {
 	p.up.close()

@@ -35,3 +35,10 @@ type Stream interface {
 	// Close releases the connection; it is safe to call more than once.
 	Close() error
 }
+
+// Prefiller is implemented by providers that continue a conversation's final
+// assistant message instead of answering it anew (Anthropic's prefill). The
+// pipeline's stream continuation resumes a cut stream only on such a target.
+type Prefiller interface {
+	SupportsPrefill() bool
+}
