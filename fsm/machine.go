@@ -52,8 +52,9 @@ type Machine struct {
 	hook Hook
 	now  func() time.Time
 
-	mu sync.Mutex // guards f across the check, the event and the hook
-	f  *lfsm.FSM
+	mu    sync.Mutex // guards f and final across the check, the event and the hook
+	f     *lfsm.FSM  // nil once released
+	final State      // the state the machine was released in
 }
 
 // New starts a machine of this definition in its initial state. id names it in
@@ -63,13 +64,40 @@ func (d *Definition) New(id string, hook Hook, now func() time.Time) *Machine {
 	if now == nil {
 		now = time.Now
 	}
-	return &Machine{
-		def:  d,
-		id:   id,
-		hook: hook,
-		now:  now,
-		f:    lfsm.NewFSM(string(d.Initial), d.events, nil),
+	f, _ := d.pool.Get().(*lfsm.FSM)
+	if f == nil {
+		f = lfsm.NewFSM(string(d.Initial), d.events, nil)
+	} else {
+		f.SetState(string(d.Initial))
 	}
+	return &Machine{def: d, id: id, hook: hook, now: now, f: f}
+}
+
+// Release hands a machine that has reached a terminal state back to its
+// definition, which reuses its looplab/fsm instance for the next New. It is
+// optional and does nothing before a terminal state. Afterwards the machine
+// stays in its final state and accepts no event.
+func (m *Machine) Release() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.f == nil {
+		return
+	}
+	s := State(m.f.Current())
+	if !m.def.IsTerminal(s) {
+		return
+	}
+	m.final = s
+	m.def.pool.Put(m.f)
+	m.f = nil
+}
+
+// current returns the state; m.mu must be held.
+func (m *Machine) current() State {
+	if m.f == nil {
+		return m.final
+	}
+	return State(m.f.Current())
 }
 
 // ID returns the name the machine was created with.
@@ -82,7 +110,7 @@ func (m *Machine) Definition() *Definition { return m.def }
 func (m *Machine) State() State {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return State(m.f.Current())
+	return m.current()
 }
 
 // Done reports whether the machine is in a terminal state.
@@ -92,22 +120,22 @@ func (m *Machine) Done() bool { return m.def.IsTerminal(m.State()) }
 // called once with the record, which is also returned. An event the table does
 // not allow returns an *IllegalTransitionError and changes nothing.
 //
-// ctx is deliberately stripped of its cancellation: looplab/fsm leaves a
-// machine stuck in transition for good when an event is fired with a context
-// that is already cancelled (DESIGN §8). Cancellation is the pipeline's
-// business, expressed as an event (give_up), never as a wedged machine.
+// ctx's cancellation is deliberately ignored: looplab/fsm leaves a machine
+// stuck in transition for good when an event is fired with a context that is
+// already cancelled (DESIGN §8). Cancellation is the pipeline's business,
+// expressed as an event (give_up), never as a wedged machine.
 func (m *Machine) Fire(ctx context.Context, e Event, d Detail) (Transition, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	from := State(m.f.Current())
+	from := m.current()
 	to, ok := m.def.Next(from, e)
 	if !ok {
 		return Transition{}, &IllegalTransitionError{Machine: m.def.Kind, ID: m.id, State: from, Event: e}
 	}
-	if ctx.Done() != nil {
-		ctx = context.WithoutCancel(ctx)
-	}
-	if err := m.f.Event(ctx, string(e)); err != nil {
+	// No callbacks are registered, so nothing needs ctx's values either:
+	// the machine always runs on a context that cannot be cancelled.
+	_ = ctx
+	if err := m.f.Event(context.Background(), string(e)); err != nil {
 		// The table and looplab/fsm were built from the same rules, so this
 		// is a bug in this package, not in the caller.
 		return Transition{}, fmt.Errorf("fsm: %s %s: looplab/fsm refused %q in %q: %w", m.def.Kind, m.id, e, from, err)

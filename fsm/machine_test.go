@@ -315,5 +315,48 @@ func BenchmarkRequestMachineLife(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+		m.Release()
+	}
+}
+
+// BenchmarkRequestMachineLifeUnpooled is the same life without Release: every
+// machine builds a new looplab/fsm instance.
+func BenchmarkRequestMachineLifeUnpooled(b *testing.B) {
+	ctx := context.Background()
+	life := []Event{EventValidate, EventAttempt, EventRetry, EventAttempt, EventSucceed}
+	b.ReportAllocs()
+	for b.Loop() {
+		m := Request.New("req_0123456789abcdef", func(Transition) {}, nil)
+		for _, e := range life {
+			if _, err := m.Fire(ctx, e, Detail{Attempt: 1, Provider: "openai"}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+func TestReleasedMachineStaysFinalAndItsFSMIsReused(t *testing.T) {
+	m := Request.New("a", nil, nil)
+	m.Release() // not terminal: ignored
+	for _, e := range []Event{EventValidate, EventAttempt, EventSucceed} {
+		if _, err := m.Fire(context.Background(), e, Detail{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.Release()
+	m.Release() // twice is harmless
+	if m.State() != Succeeded || !m.Done() {
+		t.Fatalf("released machine reads %s", m.State())
+	}
+	if _, err := m.Fire(context.Background(), EventAttempt, Detail{}); !errors.Is(err, ErrIllegalTransition) {
+		t.Fatalf("a released machine accepted an event: %v", err)
+	}
+	// The next machine may get the pooled instance: it must start fresh.
+	n := Request.New("b", nil, nil)
+	if n.State() != Received {
+		t.Fatalf("a reused instance starts in %s", n.State())
+	}
+	if _, err := n.Fire(context.Background(), EventValidate, Detail{}); err != nil {
+		t.Fatal(err)
 	}
 }

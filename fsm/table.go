@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"fmt"
+	"sync"
 
 	lfsm "github.com/looplab/fsm"
 )
@@ -34,6 +35,10 @@ type Definition struct {
 	next     map[stepKey]State
 	terminal map[State]bool
 	known    map[Event]bool
+
+	// pool keeps the looplab/fsm instances of released machines: building
+	// one (NewFSM) is most of a request machine's cost.
+	pool *sync.Pool
 }
 
 type stepKey struct {
@@ -100,6 +105,7 @@ func Definitions() []*Definition { return []*Definition{Request, Breaker} }
 // define checks a declaration and derives the lookup tables from it. A
 // malformed table is a programming error and panics at start-up.
 func define(d Definition) *Definition {
+	d.pool = &sync.Pool{}
 	d.next = make(map[stepKey]State)
 	d.terminal = make(map[State]bool)
 	d.known = make(map[Event]bool)

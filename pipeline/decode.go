@@ -180,9 +180,20 @@ func deref(v any) any {
 	return rv.Interface()
 }
 
+// structAt returns the struct being validated without copying it into an
+// interface (a ChatRequest is several hundred bytes).
+func structAt[T any](sl validator.StructLevel) *T {
+	v := sl.Current()
+	if v.CanAddr() {
+		return v.Addr().Interface().(*T)
+	}
+	t := v.Interface().(T)
+	return &t
+}
+
 // validateMessage holds the rules of a message that span its fields.
 func validateMessage(sl validator.StructLevel) {
-	m := sl.Current().Interface().(providers.Message)
+	m := structAt[providers.Message](sl)
 	switch {
 	case m.Role == "tool" && m.ToolCallID == "":
 		sl.ReportError(m.ToolCallID, "tool_call_id", "ToolCallID", "tool_call_id", "")
@@ -211,7 +222,7 @@ func validateMessage(sl validator.StructLevel) {
 
 // validateRequest holds the rules of a request that span its fields.
 func validateRequest(sl validator.StructLevel) {
-	r := sl.Current().Interface().(providers.ChatRequest)
+	r := structAt[providers.ChatRequest](sl)
 	if r.TopLogprobs != nil && (r.Logprobs == nil || !*r.Logprobs) {
 		sl.ReportError(r.TopLogprobs, "top_logprobs", "TopLogprobs", "logprobs", "")
 	}

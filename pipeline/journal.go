@@ -367,7 +367,7 @@ func (l *line) ts(t time.Time) {
 	if l.json {
 		l.b = append(l.b, '"')
 	}
-	l.b = t.UTC().AppendFormat(l.b, "2006-01-02T15:04:05.000000Z07:00")
+	l.b = appendTimestamp(l.b, t)
 	if l.json {
 		l.b = append(l.b, '"')
 	}
@@ -385,4 +385,36 @@ func needsQuote(s string) bool {
 		}
 	}
 	return false
+}
+
+// appendTimestamp appends t in UTC as 2006-01-02T15:04:05.000000Z, the
+// layout replay reads, several times faster than time.AppendFormat.
+func appendTimestamp(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	hour, min, sec := t.Clock()
+	b = appendDigits(b, year, 4)
+	b = append(b, '-')
+	b = appendDigits(b, int(month), 2)
+	b = append(b, '-')
+	b = appendDigits(b, day, 2)
+	b = append(b, 'T')
+	b = appendDigits(b, hour, 2)
+	b = append(b, ':')
+	b = appendDigits(b, min, 2)
+	b = append(b, ':')
+	b = appendDigits(b, sec, 2)
+	b = append(b, '.')
+	b = appendDigits(b, t.Nanosecond()/1000, 6)
+	return append(b, 'Z')
+}
+
+// appendDigits appends n zero-padded to width digits.
+func appendDigits(b []byte, n, width int) []byte {
+	var buf [8]byte
+	for i := width - 1; i >= 0; i-- {
+		buf[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return append(b, buf[:width]...)
 }

@@ -290,6 +290,7 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx) {
 		}
 		if !streamed {
 			s.metrics.requestEnded(m.State() == fsm.Succeeded, false, s.clock.Now().Sub(start))
+			m.Release() // its looplab/fsm instance serves the next request
 		}
 	}()
 

@@ -127,6 +127,7 @@ func (s *Server) writeStream(ctx *fasthttp.RequestCtx, id string, res Result, re
 		err, gone := pump(sctx, stop, w, res.Stream, includeUsage, s.settings.Policy.StreamContinuation, heartbeat)
 		res.Stream.Finish(err, gone, s.clock.Now().Sub(start))
 		s.metrics.requestEnded(res.Stream.r.m.State() == fsm.Succeeded, true, s.clock.Now().Sub(start))
+		res.Stream.r.m.Release()
 		s.metrics.streamEnded()
 	})
 }

@@ -105,6 +105,12 @@ func (c *Content) UnmarshalJSON(data []byte) error {
 		return nil
 	case data[0] == '"':
 		c.Kind = ContentString
+		if len(data) >= 2 && data[len(data)-1] == '"' && bytes.IndexByte(data, '\\') < 0 {
+			// No escapes: the decoder has already checked the string, so
+			// its bytes between the quotes are the text.
+			c.Text = string(data[1 : len(data)-1])
+			return nil
+		}
 		return json.Unmarshal(data, &c.Text)
 	case data[0] == '[':
 		var raws []json.RawMessage
