@@ -2,7 +2,6 @@ package pipeline_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"net"
 	"strings"
@@ -54,49 +53,12 @@ func fastPolicy(c *config.Config) {
 }
 
 // startGateway starts both services on the embedded default configuration,
-// pointed at the mock, with edit applied to the configuration.
+// pointed at the mock, with edit applied to the configuration (startOps, in
+// ops_helpers_test.go, is the same with more options). At cleanup the
+// gateway drains and its journal must replay cleanly.
 func startGateway(t *testing.T, edit func(*config.Config)) *gateway {
 	t.Helper()
-	m := mock.New(mock.Config{})
-	maddr, err := m.Start("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = m.Close() })
-	yml := bytes.ReplaceAll(config.DefaultYAML(), []byte("http://127.0.0.1:8001"), []byte("http://"+maddr))
-	cfg, err := config.Parse(yml, func(string) string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	fastPolicy(cfg)
-	if edit != nil {
-		edit(cfg)
-	}
-	log := &syncBuffer{}
-	srv, err := pipeline.New(pipeline.Config{Settings: cfg.Pipeline, Providers: cfg.Providers, Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		// Every test's log must replay cleanly: each journey legal in the
-		// table, nothing unfinished once the server has drained.
-		rep, err := pipeline.Replay(strings.NewReader(log.String()), pipeline.ReplayOptions{})
-		if err == nil {
-			err = rep.Err()
-		}
-		if err != nil {
-			t.Errorf("the journal does not replay cleanly: %v\n%s", err, log.String())
-		}
-	})
-	return &gateway{t: t, url: "http://" + ln.Addr().String(), mock: m, srv: srv, log: log}
+	return startOps(t, opsOptions{edit: edit})
 }
 
 func (g *gateway) fault(r mock.Rule) {
