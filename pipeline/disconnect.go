@@ -4,19 +4,27 @@ import (
 	"context"
 	"errors"
 	"net"
+	"sync"
 	"syscall"
 	"time"
 )
+
+// watchDelay is how long a request runs before its connection is watched.
+// Most calls end sooner, and then the watch costs one timer instead of a
+// goroutine and three syscalls; a client that left earlier is still seen at
+// once when the watch starts (its socket is already readable).
+const watchDelay = 20 * time.Millisecond
 
 // watchClient cancels the request when its client closes the connection while
 // the handler is still working, so the attempt in flight is abandoned instead
 // of finishing for nobody (fasthttp itself notices only when a write fails).
 //
-// It waits in the runtime's poller for the socket to become readable and then
-// peeks without consuming: zero bytes (EOF) or an error means the client is
-// gone; any byte is the next pipelined request and means it is alive. stop
-// ends the watch by setting a read deadline in the past, then clears it;
-// fasthttp sets its own deadline before it reads the next request.
+// After watchDelay it waits in the runtime's poller for the socket to become
+// readable and then peeks without consuming: zero bytes (EOF) or an error
+// means the client is gone; any byte is the next pipelined request and means
+// it is alive. stop ends the watch by setting a read deadline in the past,
+// then clears it; fasthttp sets its own deadline before it reads the next
+// request.
 //
 // A client that half-closes its side after sending the request looks gone to
 // this check; HTTP/1.1 clients do not do that in practice.
@@ -26,31 +34,56 @@ func watchClient(conn net.Conn, cancel context.CancelFunc) (stop func()) {
 		return func() {}
 	}
 	rc, err := sc.SyscallConn()
-	if err != nil || conn.SetReadDeadline(time.Time{}) != nil {
+	if err != nil {
 		return func() {}
 	}
-	done := make(chan struct{})
-	go func() {
+	var (
+		mu      sync.Mutex // guards stopped and done
+		stopped bool
+		done    chan struct{} // non-nil once the watch has started
+	)
+	timer := time.AfterFunc(watchDelay, func() {
+		mu.Lock()
+		if stopped || conn.SetReadDeadline(time.Time{}) != nil {
+			mu.Unlock()
+			return
+		}
+		done = make(chan struct{})
+		mu.Unlock()
 		defer close(done)
-		var buf [1]byte
-		_ = rc.Read(func(fd uintptr) bool {
-			for {
-				n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-				switch {
-				case errors.Is(err, syscall.EINTR):
-					continue
-				case errors.Is(err, syscall.EAGAIN):
-					return false // nothing yet: wait for readability
-				case err != nil || n == 0:
-					cancel() // reset, or an orderly close by the client
-				}
-				return true
-			}
-		})
-	}()
+		peekUntilClosed(rc, cancel)
+	})
 	return func() {
+		mu.Lock()
+		stopped = true
+		timer.Stop()
+		started := done
+		mu.Unlock()
+		if started == nil {
+			return
+		}
 		_ = conn.SetReadDeadline(time.Unix(1, 0))
-		<-done
+		<-started
 		_ = conn.SetReadDeadline(time.Time{})
 	}
+}
+
+// peekUntilClosed blocks until the socket is readable or its read deadline
+// passes, and cancels when the peer has closed or reset the connection.
+func peekUntilClosed(rc syscall.RawConn, cancel context.CancelFunc) {
+	var buf [1]byte
+	_ = rc.Read(func(fd uintptr) bool {
+		for {
+			n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			switch {
+			case errors.Is(err, syscall.EINTR):
+				continue
+			case errors.Is(err, syscall.EAGAIN):
+				return false // nothing yet: wait for readability
+			case err != nil || n == 0:
+				cancel() // reset, or an orderly close by the client
+			}
+			return true
+		}
+	})
 }

@@ -122,22 +122,88 @@ func openAIBody(req *ChatRequest, model string, stream bool) ([]byte, error) {
 // errNotACompletion is a 2xx body that is not a chat.completion.
 var errNotACompletion = errors.New("not a chat.completion object with choices")
 
-// parseOpenAIResponse reads a chat.completion, keeping body as its Raw.
+// errMalformedJSON is a 2xx body that is not JSON at all.
+var errMalformedJSON = errors.New("the body is not valid JSON")
+
+// parseOpenAIResponse reads a chat.completion, keeping body as its Raw. It
+// validates the whole body but extracts only the fields of ChatResponse, in
+// one pass with gjson: the body itself goes to the client unchanged, so
+// decoding all of it through reflection (as encoding/json would) is wasted.
 func parseOpenAIResponse(body []byte) (*ChatResponse, error) {
-	var cr struct {
-		ChatResponse
-		Choices *[]Choice `json:"choices"`
+	if !gjson.ValidBytes(body) {
+		return nil, errMalformedJSON
 	}
-	if err := json.Unmarshal(body, &cr); err != nil {
-		return nil, err
-	}
-	if cr.Choices == nil || (cr.Object != "" && cr.Object != "chat.completion") {
+	root := gjson.ParseBytes(body)
+	if !root.IsObject() {
 		return nil, errNotACompletion
 	}
-	out := cr.ChatResponse
-	out.Choices = *cr.Choices
-	out.Raw = body
-	return &out, nil
+	out := &ChatResponse{Raw: body}
+	var choices gjson.Result
+	ok := true
+	root.ForEach(func(k, v gjson.Result) bool {
+		switch k.Str {
+		case "id":
+			out.ID = v.Str
+		case "object":
+			out.Object = v.Str
+			ok = v.Type == gjson.String && v.Str == "chat.completion"
+		case "created":
+			out.Created = v.Int()
+		case "model":
+			out.Model = v.Str
+		case "system_fingerprint":
+			out.SystemFingerprint = v.Str
+		case "choices":
+			choices = v
+		case "usage":
+			if v.IsObject() {
+				out.Usage = &Usage{
+					PromptTokens:     int(v.Get("prompt_tokens").Int()),
+					CompletionTokens: int(v.Get("completion_tokens").Int()),
+					TotalTokens:      int(v.Get("total_tokens").Int()),
+				}
+			}
+		}
+		return ok
+	})
+	if !ok || !choices.IsArray() {
+		return nil, errNotACompletion
+	}
+	choices.ForEach(func(_, c gjson.Result) bool {
+		if !c.IsObject() {
+			ok = false
+			return false
+		}
+		ch := Choice{Index: int(c.Get("index").Int())}
+		if f := c.Get("finish_reason"); f.Type == gjson.String {
+			ch.FinishReason = f.Str
+		}
+		if lp := c.Get("logprobs"); lp.Exists() {
+			ch.Logprobs = json.RawMessage(lp.Raw)
+		}
+		msg := c.Get("message")
+		ch.Message.Role = msg.Get("role").Str
+		if ct := msg.Get("content"); ct.Type == gjson.String {
+			text := ct.Str
+			ch.Message.Content = &text
+		}
+		if r := msg.Get("refusal"); r.Type == gjson.String {
+			refusal := r.Str
+			ch.Message.Refusal = &refusal
+		}
+		if tc := msg.Get("tool_calls"); tc.IsArray() {
+			ch.Message.ToolCalls = json.RawMessage(tc.Raw)
+		}
+		out.Choices = append(out.Choices, ch)
+		return true
+	})
+	if !ok {
+		return nil, errNotACompletion
+	}
+	if out.Choices == nil {
+		out.Choices = []Choice{}
+	}
+	return out, nil
 }
 
 // openAIStreamDecoder reads OpenAI's data-only stream: each payload is a
