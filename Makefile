@@ -13,7 +13,7 @@ build:
 
 # vet first, then every test with the race detector.
 test: vet
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 300s ./...
 
 vet:
 	$(GO) vet ./...
@@ -27,7 +27,15 @@ fmt:
 docs:
 	$(GO) run ./cmd/fsmctl docs -out docs
 
-bench:
+# The gateway's cost per call: the mock direct, a bare proxy and the
+# orchestrator compared in one run (3.5–4 min; docs/performance.md).
+# BENCHFLAGS passes flags, e.g. make bench BENCHFLAGS=-quick.
+bench: build
+	$(BIN)/gwbench -orchestrator $(BIN)/orchestrator -mock $(BIN)/mock-provider $(BENCHFLAGS)
+
+# The Go micro-benchmarks of every package.
+.PHONY: bench-go
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 clean:
