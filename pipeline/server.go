@@ -215,6 +215,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		// yet; closed here, its first Accept fails and Serve returns.
 		_ = l.Close()
 	}
+	// Nothing will call the providers again: close their idle keep-alive
+	// connections now rather than at their idle timeout.
+	for _, p := range s.engine.providers {
+		if c, ok := p.(io.Closer); ok {
+			_ = c.Close()
+		}
+	}
 	if err != nil {
 		s.journal.Message(levelWarn, "stopped", "drained", "false", "in_flight", strconv.FormatInt(s.metrics.inFlightNow(), 10), "error", err.Error())
 		err = fmt.Errorf("drain: %w (%d request(s) still in flight)", err, s.metrics.inFlightNow())

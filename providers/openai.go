@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"unicode/utf8"
 
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
@@ -133,6 +134,7 @@ func parseOpenAIResponse(body []byte) (*ChatResponse, error) {
 	if !gjson.ValidBytes(body) {
 		return nil, errMalformedJSON
 	}
+	body = validUTF8(body)
 	root := gjson.ParseBytes(body)
 	if !root.IsObject() {
 		return nil, errNotACompletion
@@ -218,6 +220,7 @@ func (openAIStreamDecoder) decode(ev sseEvent) (*Chunk, error) {
 	if bytes.Equal(data, doneMarker) {
 		return nil, io.EOF
 	}
+	data = validUTF8(data)
 	var payload struct {
 		Chunk
 		Error json.RawMessage `json:"error"`
@@ -241,3 +244,14 @@ var (
 	_ Provider     = (*OpenAI)(nil)
 	_ eventDecoder = openAIStreamDecoder{}
 )
+
+// validUTF8 returns b with every invalid UTF-8 sequence replaced by U+FFFD.
+// JSON must be UTF-8 (RFC 8259) and an OpenAI body is forwarded to the client
+// as it came, so a provider's stray bytes are mended here, where they enter;
+// a valid body (the rule) is returned as is, without a copy.
+func validUTF8(b []byte) []byte {
+	if utf8.Valid(b) {
+		return b
+	}
+	return bytes.ToValidUTF8(b, []byte("\uFFFD"))
+}
