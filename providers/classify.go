@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 )
@@ -308,13 +309,21 @@ func classOfTransportError(err error) Class {
 // errors; a wrapped error that mentions the key is replaced by its redacted
 // text.
 func (u *upstream) redact(e *Error) *Error {
+	// Replace the key before the message is cut: a key that straddled the
+	// cut would otherwise survive in part.
+	if u.key != "" {
+		e.Message = strings.ReplaceAll(e.Message, u.key, "[redacted]")
+	}
 	if len(e.Message) > maxMessageLen {
-		e.Message = e.Message[:maxMessageLen] + "…"
+		n := maxMessageLen
+		for n > 0 && !utf8.RuneStart(e.Message[n]) {
+			n--
+		}
+		e.Message = e.Message[:n] + "…"
 	}
 	if u.key == "" {
 		return e
 	}
-	e.Message = strings.ReplaceAll(e.Message, u.key, "[redacted]")
 	e.Type = strings.ReplaceAll(e.Type, u.key, "[redacted]")
 	e.Code = strings.ReplaceAll(e.Code, u.key, "[redacted]")
 	e.Param = strings.ReplaceAll(e.Param, u.key, "[redacted]")
