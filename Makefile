@@ -11,9 +11,26 @@ all: build
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-# vet first, then every test with the race detector.
+# vet first, then every test with the race detector, then a short pass of
+# every fuzz target (make fuzz).
 test: vet
 	$(GO) test -race -count=1 -timeout 300s ./...
+	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+
+# Run every fuzz target (each func Fuzz* of a _test.go) for FUZZTIME, one
+# after the other; a failure stops the run and leaves its input under the
+# package's testdata/fuzz/. A long local run: make fuzz FUZZTIME=10m
+# (docs/reliability.md).
+FUZZTIME ?= 30s
+.PHONY: fuzz
+fuzz:
+	@set -e; for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+	  for name in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go | sed 's/^func //' | sort); do \
+	    echo "fuzz $$dir $$name $(FUZZTIME)"; \
+	    $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$dir/ 2>&1 | grep -Ev '^(INFO|WARN|ERROR) ' | tail -n 3; \
+	    test $${PIPESTATUS[0]} -eq 0; \
+	  done; \
+	done
 
 vet:
 	$(GO) vet ./...
