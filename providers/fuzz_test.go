@@ -315,7 +315,6 @@ func FuzzAdapterAnswers(f *testing.F) {
 		f.Cleanup(func() { _ = p.(interface{ Close() error }).Close() })
 		adapters[kind == KindAnthropic] = p
 	}
-	keys := []string{testOpenAIKey, testAnthropicKey}
 	f.Fuzz(func(t *testing.T, anthropic, stream bool, answer []byte) {
 		srv.answer.Store(&answer)
 		p := adapters[anthropic]
@@ -330,10 +329,13 @@ func FuzzAdapterAnswers(f *testing.F) {
 			if !errors.As(err, &pe) || pe.Class == "" || pe.Provider == "" {
 				t.Fatalf("an unclassified error: %T %v", err, err)
 			}
-			for _, k := range keys {
-				if strings.Contains(err.Error(), k) || strings.Contains(pe.Message, k) {
-					t.Fatalf("the key is in the error: %v", err)
-				}
+			// The adapter's own key (it cannot know another's).
+			key := testOpenAIKey
+			if anthropic {
+				key = testAnthropicKey
+			}
+			if strings.Contains(err.Error(), key) || strings.Contains(pe.Message, key) {
+				t.Fatalf("the key is in the error: %v", err)
 			}
 		}
 		if !stream {
