@@ -20,36 +20,36 @@ type ChatRequest struct {
 	Stop                Stop               `json:"stop,omitempty" validate:"max=4,dive,required"`
 	PresencePenalty     *float64           `json:"presence_penalty,omitempty" validate:"omitnil,gte=-2,lte=2"`
 	FrequencyPenalty    *float64           `json:"frequency_penalty,omitempty" validate:"omitnil,gte=-2,lte=2"`
-	Logprobs            *bool              `json:"logprobs,omitempty"`
+	Logprobs            *bool              `json:"logprobs,omitempty" validate:"-"`
 	TopLogprobs         *int               `json:"top_logprobs,omitempty" validate:"omitnil,gte=0,lte=20"`
 	LogitBias           map[string]float64 `json:"logit_bias,omitempty" validate:"dive,gte=-100,lte=100"`
-	Seed                *int64             `json:"seed,omitempty"`
-	User                string             `json:"user,omitempty"`
-	Stream              bool               `json:"stream,omitempty"`
-	StreamOptions       *StreamOptions     `json:"stream_options,omitempty"`
-	Tools               json.RawMessage    `json:"tools,omitempty"`
-	ToolChoice          json.RawMessage    `json:"tool_choice,omitempty"`
-	ParallelToolCalls   *bool              `json:"parallel_tool_calls,omitempty"`
-	ResponseFormat      json.RawMessage    `json:"response_format,omitempty"`
+	Seed                *int64             `json:"seed,omitempty" validate:"-"`
+	User                string             `json:"user,omitempty" validate:"-"`
+	Stream              bool               `json:"stream,omitempty" validate:"-"`
+	StreamOptions       *StreamOptions     `json:"stream_options,omitempty" validate:"-"`
+	Tools               json.RawMessage    `json:"tools,omitempty" validate:"-"`
+	ToolChoice          json.RawMessage    `json:"tool_choice,omitempty" validate:"-"`
+	ParallelToolCalls   *bool              `json:"parallel_tool_calls,omitempty" validate:"-"`
+	ResponseFormat      json.RawMessage    `json:"response_format,omitempty" validate:"-"`
 
 	// Raw is the body exactly as the client sent it. The OpenAI adapter
 	// forwards it, with only the model replaced, so fields this struct does
 	// not know pass through unchanged.
-	Raw []byte `json:"-"`
+	Raw []byte `json:"-" validate:"-"`
 }
 
 // StreamOptions is the OpenAI stream_options object.
 type StreamOptions struct {
-	IncludeUsage bool `json:"include_usage,omitempty"`
+	IncludeUsage bool `json:"include_usage,omitempty" validate:"-"`
 }
 
 // Message is one chat message.
 type Message struct {
 	Role       string          `json:"role" validate:"required,oneof=developer system user assistant tool"`
-	Content    Content         `json:"content"`
-	Name       string          `json:"name,omitempty"`
-	ToolCalls  json.RawMessage `json:"tool_calls,omitempty"`
-	ToolCallID string          `json:"tool_call_id,omitempty"`
+	Content    Content         `json:"content" validate:"-"`
+	Name       string          `json:"name,omitempty" validate:"-"`
+	ToolCalls  json.RawMessage `json:"tool_calls,omitempty" validate:"-"`
+	ToolCallID string          `json:"tool_call_id,omitempty" validate:"-"`
 }
 
 // Content is a message's content: a string, an array of parts, or null.
@@ -73,8 +73,8 @@ const (
 // kept raw so they pass through to OpenAI unchanged.
 type ContentPart struct {
 	Type string          `json:"type" validate:"required"`
-	Text string          `json:"text,omitempty"`
-	Raw  json.RawMessage `json:"-"`
+	Text string          `json:"text,omitempty" validate:"-"`
+	Raw  json.RawMessage `json:"-" validate:"-"`
 }
 
 // PlainText joins the text of a content: the string itself, or the text parts

@@ -16,6 +16,7 @@
 //
 //	gwbench -orchestrator bin/orchestrator -mock bin/mock-provider [-quick] [-soak 60s] [-strict]
 //	gwbench proxy -listen ADDR -upstream ADDR
+//	gwbench load -addr ADDR [-body plain|stream|reject] [-pid PID,...]
 //
 // It builds nothing (make bench builds bin/ first) and sends traffic to
 // 127.0.0.1 only. Linux only: it reads /proc.
@@ -38,6 +39,9 @@ import (
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "proxy" {
 		os.Exit(runProxy(os.Args[2:]))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "load" {
+		os.Exit(runLoad(os.Args[2:], os.Stdout, os.Stderr))
 	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -86,7 +90,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.WaitQuiet, "wait-quiet", 0, "before starting, wait up to this long for the machine to be quiet (other processes under 10 % CPU for 3 s)")
 	quick := fs.Bool("quick", false, "short phases (1-2 s) and a 10 s soak, for a smoke run; explicit flags win")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: gwbench [flags]\n       gwbench proxy -listen ADDR -upstream ADDR\n\n")
+		fmt.Fprintf(stderr, "usage: gwbench [flags]\n       gwbench proxy -listen ADDR -upstream ADDR\n       gwbench load -addr ADDR [-conns N] [-duration D] [-body plain|stream|reject] [-pid PID,...]\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
