@@ -59,8 +59,14 @@ func (d *Decoder) Decode(contentType, body []byte) (*providers.ChatRequest, *api
 		return nil, invalid("", "the request body must be a JSON object")
 	}
 	req := &providers.ChatRequest{}
-	if err := json.Unmarshal(body, req); err != nil {
-		return nil, jsonError(err)
+	if !decodeFast(body, req) {
+		// Anything the one-pass decoder does not handle exactly as
+		// encoding/json does, invalid bodies included, is decoded (and
+		// explained) by encoding/json.
+		*req = providers.ChatRequest{}
+		if err := json.Unmarshal(body, req); err != nil {
+			return nil, jsonError(err)
+		}
 	}
 	req.Raw = body
 	if len(req.Messages) > d.maxMessages {

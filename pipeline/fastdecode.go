@@ -1,0 +1,718 @@
+package pipeline
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/llm-gateway/gateway/providers"
+)
+
+// decodeFast decodes a request body into req in one pass over its bytes,
+// with the result encoding/json would give, for the requests clients send in
+// practice. encoding/json stays the reference: decodeFast returns false as
+// soon as it meets anything it does not decode exactly the same way (invalid
+// JSON, a value of the wrong type, a duplicate key, a key that only matches a
+// field when case is ignored, a number out of range, nesting deeper than
+// maxFastDepth), and the caller then decodes the body with encoding/json,
+// whose result and error message are the ones that count. FuzzDecodeFast
+// checks that whenever decodeFast returns true, encoding/json accepts the
+// body and decodes the same request.
+//
+// body must be valid UTF-8 (Decode checks it first). Strings without escapes
+// are copied out of body as they are; strings with escapes, which are rare,
+// are unquoted by encoding/json. The raw values (tools, tool_calls, content
+// parts...) alias body, as Raw does.
+func decodeFast(body []byte, req *providers.ChatRequest) bool {
+	s := scanner{b: body}
+	if !s.request(req) {
+		return false
+	}
+	s.ws()
+	return s.i == len(s.b)
+}
+
+// maxFastDepth bounds the nesting of a value decodeFast skips; deeper bodies
+// go to encoding/json, which has its own limit.
+const maxFastDepth = 256
+
+type scanner struct {
+	b []byte
+	i int
+}
+
+func (s *scanner) ws() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+// peek skips whitespace and returns the next byte, or 0 at the end.
+func (s *scanner) peek() byte {
+	s.ws()
+	if s.i < len(s.b) {
+		return s.b[s.i]
+	}
+	return 0
+}
+
+func (s *scanner) consume(c byte) bool {
+	if s.peek() == c {
+		s.i++
+		return true
+	}
+	return false
+}
+
+// literal consumes true, false or null.
+func (s *scanner) literal(word string) bool {
+	if bytes.HasPrefix(s.b[s.i:], []byte(word)) {
+		s.i += len(word)
+		return true
+	}
+	return false
+}
+
+// str scans a string at s.i (its opening quote) and returns the bytes between
+// the quotes, and whether they hold an escape.
+func (s *scanner) str() (raw []byte, escaped, ok bool) {
+	if s.i >= len(s.b) || s.b[s.i] != '"' {
+		return nil, false, false
+	}
+	start := s.i + 1
+	for i := start; i < len(s.b); i++ {
+		c := s.b[i]
+		switch {
+		case c == '"':
+			s.i = i + 1
+			return s.b[start:i], escaped, true
+		case c < 0x20:
+			return nil, false, false
+		case c == '\\':
+			escaped = true
+			i++
+			if i >= len(s.b) {
+				return nil, false, false
+			}
+			switch s.b[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if i+4 >= len(s.b) {
+					return nil, false, false
+				}
+				for _, h := range s.b[i+1 : i+5] {
+					if !isHex(h) {
+						return nil, false, false
+					}
+				}
+				i += 4
+			default:
+				return nil, false, false
+			}
+		}
+	}
+	return nil, false, false
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+// stringValue decodes a JSON string into a Go string.
+func (s *scanner) stringValue() (string, bool) {
+	start := s.i
+	raw, escaped, ok := s.str()
+	if !ok {
+		return "", false
+	}
+	if !escaped {
+		return string(raw), true
+	}
+	var out string
+	if json.Unmarshal(s.b[start:s.i], &out) != nil {
+		return "", false
+	}
+	return out, true
+}
+
+// number scans a JSON number and returns its bytes.
+func (s *scanner) number() ([]byte, bool) {
+	b, i := s.b, s.i
+	start := i
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+	default:
+		return nil, false
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		d := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		if i == d {
+			return nil, false
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		d := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		if i == d {
+			return nil, false
+		}
+	}
+	s.i = i
+	return b[start:i], true
+}
+
+// skip scans any value, checking that it is valid JSON.
+func (s *scanner) skip(depth int) bool {
+	if depth > maxFastDepth {
+		return false
+	}
+	switch s.peek() {
+	case '{':
+		s.i++
+		for n := 0; ; n++ {
+			_, end, ok := s.member(n)
+			if !ok {
+				return false
+			}
+			if end {
+				return true
+			}
+			if !s.skip(depth + 1) {
+				return false
+			}
+		}
+	case '[':
+		s.i++
+		for n := 0; ; n++ {
+			end, ok := s.element(n)
+			if !ok {
+				return false
+			}
+			if end {
+				return true
+			}
+			if !s.skip(depth + 1) {
+				return false
+			}
+		}
+	case '"':
+		_, _, ok := s.str()
+		return ok
+	case 't':
+		return s.literal("true")
+	case 'f':
+		return s.literal("false")
+	case 'n':
+		return s.literal("null")
+	default:
+		_, ok := s.number()
+		return ok
+	}
+}
+
+// rawValue skips a value and returns its bytes.
+func (s *scanner) rawValue() (json.RawMessage, bool) {
+	s.ws()
+	start := s.i
+	if !s.skip(0) {
+		return nil, false
+	}
+	return s.b[start:s.i], true
+}
+
+// member reads what comes after an object's '{' or after its n-th value: the
+// next key and its colon, or the closing '}' (end). A key with an escape is
+// not decoded here (ok is false).
+func (s *scanner) member(n int) (key []byte, end, ok bool) {
+	c := s.peek()
+	if c == '}' {
+		s.i++
+		return nil, true, true
+	}
+	if n > 0 {
+		if c != ',' {
+			return nil, false, false
+		}
+		s.i++
+		s.ws()
+	}
+	key, escaped, ok := s.str()
+	if !ok || escaped || !s.consume(':') {
+		return nil, false, false
+	}
+	s.ws()
+	return key, false, true
+}
+
+// element reads what comes after an array's '[' or after its n-th value: the
+// start of the next value, or the closing ']' (end).
+func (s *scanner) element(n int) (end, ok bool) {
+	c := s.peek()
+	if c == ']' {
+		s.i++
+		return true, true
+	}
+	if n > 0 {
+		if c != ',' {
+			return false, false
+		}
+		s.i++
+		s.ws()
+	}
+	return false, true
+}
+
+// foldsInto says whether encoding/json would match key to one of fields,
+// which it does ignoring case (with Unicode folding): such a key sends the
+// body to encoding/json.
+func foldsInto(key []byte, fields []string) bool {
+	ascii := true
+	for _, c := range key {
+		if c >= utf8.RuneSelf {
+			ascii = false
+			break
+		}
+	}
+	if !ascii {
+		return true // leave every non-ASCII key to encoding/json
+	}
+	for _, f := range fields {
+		if bytes.EqualFold(key, []byte(f)) {
+			return true
+		}
+	}
+	return false
+}
+
+// seen records the keys of an object already decoded; a duplicate goes to
+// encoding/json (which lets the last one win, merging into what the first
+// one decoded).
+type seen uint32
+
+func (m *seen) first(bit uint) bool {
+	if *m&(1<<bit) != 0 {
+		return false
+	}
+	*m |= 1 << bit
+	return true
+}
+
+var requestFields = []string{"model", "messages", "temperature", "top_p", "n", "max_tokens",
+	"max_completion_tokens", "stop", "presence_penalty", "frequency_penalty", "logprobs",
+	"top_logprobs", "logit_bias", "seed", "user", "stream", "stream_options", "tools",
+	"tool_choice", "parallel_tool_calls", "response_format"}
+
+func (s *scanner) request(r *providers.ChatRequest) bool {
+	if !s.consume('{') {
+		return false
+	}
+	var keys seen
+	for n := 0; ; n++ {
+		key, end, ok := s.member(n)
+		if !ok {
+			return false
+		}
+		if end {
+			return true
+		}
+		switch string(key) {
+		case "model":
+			ok = keys.first(0) && s.str2(&r.Model)
+		case "messages":
+			ok = keys.first(1) && s.messages(&r.Messages)
+		case "temperature":
+			ok = keys.first(2) && s.float(&r.Temperature)
+		case "top_p":
+			ok = keys.first(3) && s.float(&r.TopP)
+		case "n":
+			ok = keys.first(4) && s.int(&r.N)
+		case "max_tokens":
+			ok = keys.first(5) && s.int(&r.MaxTokens)
+		case "max_completion_tokens":
+			ok = keys.first(6) && s.int(&r.MaxCompletionTokens)
+		case "stop":
+			ok = keys.first(7) && s.stop(&r.Stop)
+		case "presence_penalty":
+			ok = keys.first(8) && s.float(&r.PresencePenalty)
+		case "frequency_penalty":
+			ok = keys.first(9) && s.float(&r.FrequencyPenalty)
+		case "logprobs":
+			ok = keys.first(10) && s.boolPtr(&r.Logprobs)
+		case "top_logprobs":
+			ok = keys.first(11) && s.int(&r.TopLogprobs)
+		case "logit_bias":
+			ok = keys.first(12) && s.floatMap(&r.LogitBias)
+		case "seed":
+			ok = keys.first(13) && s.int64(&r.Seed)
+		case "user":
+			ok = keys.first(14) && s.str2(&r.User)
+		case "stream":
+			ok = keys.first(15) && s.bool(&r.Stream)
+		case "stream_options":
+			ok = keys.first(16) && s.streamOptions(&r.StreamOptions)
+		case "tools":
+			ok = keys.first(17) && s.raw(&r.Tools)
+		case "tool_choice":
+			ok = keys.first(18) && s.raw(&r.ToolChoice)
+		case "parallel_tool_calls":
+			ok = keys.first(19) && s.boolPtr(&r.ParallelToolCalls)
+		case "response_format":
+			ok = keys.first(20) && s.raw(&r.ResponseFormat)
+		default:
+			ok = !foldsInto(key, requestFields) && s.skip(0)
+		}
+		if !ok {
+			return false
+		}
+	}
+}
+
+// str2 decodes a string field; null leaves it as it is.
+func (s *scanner) str2(dst *string) bool {
+	switch s.peek() {
+	case 'n':
+		return s.literal("null")
+	case '"':
+		v, ok := s.stringValue()
+		*dst = v
+		return ok
+	}
+	return false
+}
+
+func (s *scanner) bool(dst *bool) bool {
+	switch s.peek() {
+	case 'n':
+		return s.literal("null")
+	case 't':
+		*dst = true
+		return s.literal("true")
+	case 'f':
+		*dst = false
+		return s.literal("false")
+	}
+	return false
+}
+
+func (s *scanner) boolPtr(dst **bool) bool {
+	if s.peek() == 'n' {
+		*dst = nil
+		return s.literal("null")
+	}
+	var v bool
+	if !s.bool(&v) {
+		return false
+	}
+	*dst = &v
+	return true
+}
+
+func (s *scanner) float(dst **float64) bool {
+	if s.peek() == 'n' {
+		*dst = nil
+		return s.literal("null")
+	}
+	raw, ok := s.number()
+	if !ok {
+		return false
+	}
+	v, err := strconv.ParseFloat(string(raw), 64)
+	if err != nil {
+		return false
+	}
+	*dst = &v
+	return true
+}
+
+func (s *scanner) int64(dst **int64) bool {
+	if s.peek() == 'n' {
+		*dst = nil
+		return s.literal("null")
+	}
+	raw, ok := s.number()
+	if !ok {
+		return false
+	}
+	v, err := strconv.ParseInt(string(raw), 10, 64)
+	if err != nil {
+		return false
+	}
+	*dst = &v
+	return true
+}
+
+func (s *scanner) int(dst **int) bool {
+	var v *int64
+	if !s.int64(&v) {
+		return false
+	}
+	if v == nil {
+		*dst = nil
+		return true
+	}
+	n := int(*v)
+	if int64(n) != *v {
+		return false
+	}
+	*dst = &n
+	return true
+}
+
+// raw keeps a value's bytes, null included, as json.RawMessage does.
+func (s *scanner) raw(dst *json.RawMessage) bool {
+	v, ok := s.rawValue()
+	*dst = v
+	return ok
+}
+
+func (s *scanner) floatMap(dst *map[string]float64) bool {
+	switch s.peek() {
+	case 'n':
+		*dst = nil
+		return s.literal("null")
+	case '{':
+		s.i++
+	default:
+		return false
+	}
+	m := make(map[string]float64)
+	for n := 0; ; n++ {
+		key, end, ok := s.member(n)
+		if !ok {
+			return false
+		}
+		if end {
+			*dst = m
+			return true
+		}
+		raw, ok := s.number()
+		if !ok {
+			return false
+		}
+		v, err := strconv.ParseFloat(string(raw), 64)
+		if err != nil {
+			return false
+		}
+		m[string(key)] = v
+	}
+}
+
+func (s *scanner) streamOptions(dst **providers.StreamOptions) bool {
+	switch s.peek() {
+	case 'n':
+		*dst = nil
+		return s.literal("null")
+	case '{':
+		s.i++
+	default:
+		return false
+	}
+	o := &providers.StreamOptions{}
+	var keys seen
+	for n := 0; ; n++ {
+		key, end, ok := s.member(n)
+		if !ok {
+			return false
+		}
+		if end {
+			*dst = o
+			return true
+		}
+		if string(key) == "include_usage" {
+			ok = keys.first(0) && s.bool(&o.IncludeUsage)
+		} else {
+			ok = !foldsInto(key, []string{"include_usage"}) && s.skip(0)
+		}
+		if !ok {
+			return false
+		}
+	}
+}
+
+// stop decodes what providers.Stop's UnmarshalJSON accepts: null, a string
+// or an array of strings.
+func (s *scanner) stop(dst *providers.Stop) bool {
+	switch s.peek() {
+	case 'n':
+		*dst = nil
+		return s.literal("null")
+	case '"':
+		v, ok := s.stringValue()
+		*dst = providers.Stop{v}
+		return ok
+	case '[':
+		s.i++
+	default:
+		return false
+	}
+	out := providers.Stop{}
+	for n := 0; ; n++ {
+		end, ok := s.element(n)
+		if !ok {
+			return false
+		}
+		if end {
+			*dst = out
+			return true
+		}
+		if s.peek() != '"' {
+			return false
+		}
+		v, ok := s.stringValue()
+		if !ok {
+			return false
+		}
+		out = append(out, v)
+	}
+}
+
+func (s *scanner) messages(dst *[]providers.Message) bool {
+	switch s.peek() {
+	case 'n':
+		*dst = nil
+		return s.literal("null")
+	case '[':
+		s.i++
+	default:
+		return false
+	}
+	out := make([]providers.Message, 0, 4)
+	for n := 0; ; n++ {
+		end, ok := s.element(n)
+		if !ok {
+			return false
+		}
+		if end {
+			*dst = out
+			return true
+		}
+		out = append(out, providers.Message{})
+		if !s.message(&out[len(out)-1]) {
+			return false
+		}
+	}
+}
+
+var messageFields = []string{"role", "content", "name", "tool_calls", "tool_call_id"}
+
+func (s *scanner) message(m *providers.Message) bool {
+	if !s.consume('{') {
+		return false
+	}
+	var keys seen
+	for n := 0; ; n++ {
+		key, end, ok := s.member(n)
+		if !ok {
+			return false
+		}
+		if end {
+			return true
+		}
+		switch string(key) {
+		case "role":
+			ok = keys.first(0) && s.str2(&m.Role)
+		case "content":
+			ok = keys.first(1) && s.content(&m.Content)
+		case "name":
+			ok = keys.first(2) && s.str2(&m.Name)
+		case "tool_calls":
+			ok = keys.first(3) && s.raw(&m.ToolCalls)
+		case "tool_call_id":
+			ok = keys.first(4) && s.str2(&m.ToolCallID)
+		default:
+			ok = !foldsInto(key, messageFields) && s.skip(0)
+		}
+		if !ok {
+			return false
+		}
+	}
+}
+
+// content decodes what providers.Content's UnmarshalJSON accepts: null, a
+// string, or an array of part objects.
+func (s *scanner) content(c *providers.Content) bool {
+	switch s.peek() {
+	case 'n':
+		*c = providers.Content{}
+		return s.literal("null")
+	case '"':
+		v, ok := s.stringValue()
+		*c = providers.Content{Text: v, Kind: providers.ContentString}
+		return ok
+	case '[':
+		s.i++
+	default:
+		return false
+	}
+	parts := make([]providers.ContentPart, 0, 2)
+	for n := 0; ; n++ {
+		end, ok := s.element(n)
+		if !ok {
+			return false
+		}
+		if end {
+			*c = providers.Content{Parts: parts, Kind: providers.ContentParts}
+			return true
+		}
+		start := s.i
+		var p providers.ContentPart
+		if !s.part(&p) {
+			return false
+		}
+		p.Raw = s.b[start:s.i]
+		parts = append(parts, p)
+	}
+}
+
+var partFields = []string{"type", "text"}
+
+func (s *scanner) part(p *providers.ContentPart) bool {
+	if !s.consume('{') {
+		return false
+	}
+	var keys seen
+	for n := 0; ; n++ {
+		key, end, ok := s.member(n)
+		if !ok {
+			return false
+		}
+		if end {
+			return true
+		}
+		switch string(key) {
+		case "type":
+			ok = keys.first(0) && s.str2(&p.Type)
+		case "text":
+			ok = keys.first(1) && s.str2(&p.Text)
+		default:
+			ok = !foldsInto(key, partFields) && s.skip(0)
+		}
+		if !ok {
+			return false
+		}
+	}
+}
