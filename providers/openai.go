@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/tidwall/gjson"
 	"github.com/tidwall/sjson"
@@ -135,13 +136,14 @@ func parseOpenAIResponse(body []byte) (*ChatResponse, error) {
 		return nil, errMalformedJSON
 	}
 	body = validUTF8(body)
-	root := gjson.ParseBytes(body)
+	// body is the caller's own copy and is never modified: the strings
+	// read from it may share its memory instead of copying it again.
+	root := gjson.Parse(unsafe.String(unsafe.SliceData(body), len(body)))
 	if !root.IsObject() {
 		return nil, errNotACompletion
 	}
 	out := &ChatResponse{Raw: body}
-	var choices gjson.Result
-	ok := true
+	ok, sawChoices := true, false
 	root.ForEach(func(k, v gjson.Result) bool {
 		switch k.Str {
 		case "id":
@@ -156,56 +158,91 @@ func parseOpenAIResponse(body []byte) (*ChatResponse, error) {
 		case "system_fingerprint":
 			out.SystemFingerprint = v.Str
 		case "choices":
-			choices = v
+			sawChoices = v.IsArray()
+			if sawChoices {
+				out.Choices = out.Choices[:0]
+				v.ForEach(func(_, c gjson.Result) bool {
+					ok = c.IsObject()
+					if ok {
+						out.Choices = append(out.Choices, parseOpenAIChoice(c))
+					}
+					return ok
+				})
+			}
 		case "usage":
 			if v.IsObject() {
-				out.Usage = &Usage{
-					PromptTokens:     int(v.Get("prompt_tokens").Int()),
-					CompletionTokens: int(v.Get("completion_tokens").Int()),
-					TotalTokens:      int(v.Get("total_tokens").Int()),
-				}
+				u := &Usage{}
+				v.ForEach(func(k, v gjson.Result) bool {
+					switch k.Str {
+					case "prompt_tokens":
+						u.PromptTokens = int(v.Int())
+					case "completion_tokens":
+						u.CompletionTokens = int(v.Int())
+					case "total_tokens":
+						u.TotalTokens = int(v.Int())
+					}
+					return true
+				})
+				out.Usage = u
 			}
 		}
 		return ok
 	})
-	if !ok || !choices.IsArray() {
-		return nil, errNotACompletion
-	}
-	choices.ForEach(func(_, c gjson.Result) bool {
-		if !c.IsObject() {
-			ok = false
-			return false
-		}
-		ch := Choice{Index: int(c.Get("index").Int())}
-		if f := c.Get("finish_reason"); f.Type == gjson.String {
-			ch.FinishReason = f.Str
-		}
-		if lp := c.Get("logprobs"); lp.Exists() {
-			ch.Logprobs = json.RawMessage(lp.Raw)
-		}
-		msg := c.Get("message")
-		ch.Message.Role = msg.Get("role").Str
-		if ct := msg.Get("content"); ct.Type == gjson.String {
-			text := ct.Str
-			ch.Message.Content = &text
-		}
-		if r := msg.Get("refusal"); r.Type == gjson.String {
-			refusal := r.Str
-			ch.Message.Refusal = &refusal
-		}
-		if tc := msg.Get("tool_calls"); tc.IsArray() {
-			ch.Message.ToolCalls = json.RawMessage(tc.Raw)
-		}
-		out.Choices = append(out.Choices, ch)
-		return true
-	})
-	if !ok {
+	if !ok || !sawChoices {
 		return nil, errNotACompletion
 	}
 	if out.Choices == nil {
 		out.Choices = []Choice{}
 	}
 	return out, nil
+}
+
+// parseOpenAIChoice reads one element of choices, in one pass over it and
+// one over its message. When a key repeats, the last one wins, as with
+// encoding/json.
+func parseOpenAIChoice(c gjson.Result) Choice {
+	var ch Choice
+	c.ForEach(func(k, v gjson.Result) bool {
+		switch k.Str {
+		case "index":
+			ch.Index = int(v.Int())
+		case "finish_reason":
+			ch.FinishReason = ""
+			if v.Type == gjson.String {
+				ch.FinishReason = v.Str
+			}
+		case "logprobs":
+			ch.Logprobs = json.RawMessage(v.Raw)
+		case "message":
+			ch.Message = AnswerMessage{}
+			v.ForEach(func(k, v gjson.Result) bool {
+				switch k.Str {
+				case "role":
+					ch.Message.Role = v.Str
+				case "content":
+					ch.Message.Content = nil
+					if v.Type == gjson.String {
+						text := v.Str
+						ch.Message.Content = &text
+					}
+				case "refusal":
+					ch.Message.Refusal = nil
+					if v.Type == gjson.String {
+						refusal := v.Str
+						ch.Message.Refusal = &refusal
+					}
+				case "tool_calls":
+					ch.Message.ToolCalls = nil
+					if v.IsArray() {
+						ch.Message.ToolCalls = json.RawMessage(v.Raw)
+					}
+				}
+				return true
+			})
+		}
+		return true
+	})
+	return ch
 }
 
 // openAIStreamDecoder reads OpenAI's data-only stream: each payload is a

@@ -368,3 +368,15 @@ func BenchmarkOpenAIComplete(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkParseOpenAIResponse is the gateway's read of an OpenAI answer: the
+// mock's answer to the bench's request, as it arrives.
+func BenchmarkParseOpenAIResponse(b *testing.B) {
+	body := []byte(`{"id":"chatcmpl-mock-00000000000000000001","object":"chat.completion","created":1764124800,"model":"gpt-4o-mini","system_fingerprint":"fp_mock","choices":[{"index":0,"message":{"role":"assistant","content":"Mock reply to: Say hello to the benchmark.","refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":9,"total_tokens":21,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}},"service_tier":"default"}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := parseOpenAIResponse(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
