@@ -45,7 +45,7 @@ func writeCompletion(ctx *fasthttp.RequestCtx, id string, res Result, latency ti
 	ctx.SetStatusCode(fasthttp.StatusOK)
 	ctx.SetContentType("application/json")
 	ctx.Response.Header.Set("X-Request-ID", id)
-	ctx.SetBody(out)
+	ctx.Response.SetBodyRaw(out) // out is ours alone: no second copy
 }
 
 // writeError answers in the OpenAI error shape plus the gateway's fields.

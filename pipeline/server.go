@@ -429,11 +429,24 @@ const idAlphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
 func newRequestID() string {
 	var b [28]byte
 	copy(b[:], "req_")
-	for i := 4; i < len(b); i++ {
-		b[i] = idAlphabet[rand.IntN(len(idAlphabet))]
+	// Twelve base-36 digits from each 64-bit draw (36^12 < 2^64); draws
+	// at or above idLimit are rejected so that every digit is uniform.
+	for i := 4; i < len(b); {
+		v := rand.Uint64()
+		if v >= idLimit {
+			continue
+		}
+		for n := 0; n < 12 && i < len(b); n++ {
+			b[i] = idAlphabet[v%36]
+			v /= 36
+			i++
+		}
 	}
 	return string(b[:])
 }
+
+// idLimit is the largest multiple of 36^12 that fits in a uint64.
+const idLimit = (1<<64 - 1) / 4738381338321616896 * 4738381338321616896
 
 func modelList(r providers.Routes) []byte {
 	type model struct {

@@ -78,10 +78,14 @@ func (e *Error) Is(target error) bool {
 // cancelled context, ClassTimeout for an expired one, and ClassServer for
 // anything else unexpected. It returns "" for nil.
 func ClassOf(err error) Class {
+	if err == nil {
+		return "" // before pe, which errors.As moves to the heap
+	}
+	if pe, ok := err.(*Error); ok {
+		return pe.Class
+	}
 	var pe *Error
 	switch {
-	case err == nil:
-		return ""
 	case errors.As(err, &pe):
 		return pe.Class
 	case errors.Is(err, context.Canceled):
@@ -99,6 +103,12 @@ func ClassOf(err error) Class {
 
 // RetryAfterOf returns the wait a provider asked for, or 0.
 func RetryAfterOf(err error) time.Duration {
+	if err == nil {
+		return 0
+	}
+	if pe, ok := err.(*Error); ok {
+		return pe.RetryAfter
+	}
 	var pe *Error
 	if errors.As(err, &pe) {
 		return pe.RetryAfter
