@@ -97,13 +97,31 @@ func openAIBody(req *ChatRequest, model string, stream bool) ([]byte, error) {
 		return json.Marshal(&c)
 	}
 	body := req.Raw
+	// One pass over the top-level keys finds what three lookups would: the
+	// first "model", the first "stream" and whether stream_options is there
+	// (gjson's Get and sjson's Set also act on the first occurrence).
+	var haveModel, haveStream, isStream, hasOptions, modelOK bool
+	gjson.Parse(unsafe.String(unsafe.SliceData(body), len(body))).ForEach(func(k, v gjson.Result) bool {
+		switch k.Str {
+		case "model":
+			if !haveModel {
+				haveModel, modelOK = true, v.Type == gjson.String && v.Str == model
+			}
+		case "stream":
+			if !haveStream {
+				haveStream, isStream = true, v.Type == gjson.True
+			}
+		case "stream_options":
+			hasOptions = true
+		}
+		return true
+	})
 	var err error
-	if m := gjson.GetBytes(body, "model"); m.Type != gjson.String || m.Str != model {
+	if !modelOK {
 		if body, err = sjson.SetBytes(body, "model", model); err != nil {
 			return nil, err
 		}
 	}
-	isStream := gjson.GetBytes(body, "stream").Type == gjson.True
 	switch {
 	case stream && !isStream:
 		body, err = sjson.SetBytes(body, "stream", true)
@@ -113,7 +131,7 @@ func openAIBody(req *ChatRequest, model string, stream bool) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !stream && gjson.GetBytes(body, "stream_options").Exists() {
+	if !stream && hasOptions {
 		if body, err = sjson.DeleteBytes(body, "stream_options"); err != nil {
 			return nil, err
 		}
