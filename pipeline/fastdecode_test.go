@@ -117,12 +117,12 @@ func TestDecodeFastAgreesWithEncodingJSON(t *testing.T) {
 // encoding/json's explanation.
 func TestDecodeFastFallbackExplains(t *testing.T) {
 	for body, want := range map[string]string{
-		`{"model":"gpt-4","messages":[{"role":"user","content":"x"}],"n":1.5}`:          "n: expected an integer, got JSON number 1.5",
-		`{"model":"gpt-4","messages":[{"role":"user","content":"x"}],}`:                 "the request body is not valid JSON",
-		`{"model":"gpt-4","messages":[{"role":"user","content":5}]}`:                    "content must be a string, an array of parts or null",
-		`{"model":"gpt-4","messages":[{"role":"user","content":"x"}],"stream":"true"}`:  "stream: expected a boolean, got JSON string",
-		`{"Model":"gpt-4","messages":[{"role":"robot","content":"x"}]}`:                 "messages[0].role: must be one of",
-		`{"model":"gpt-4","messages":[{"role":"user","content":"x"}],"temperature":3}`:  "temperature: must be at most 2",
+		`{"model":"gpt-4","messages":[{"role":"user","content":"x"}],"n":1.5}`:           "n: expected an integer, got JSON number 1.5",
+		`{"model":"gpt-4","messages":[{"role":"user","content":"x"}],}`:                  "the request body is not valid JSON",
+		`{"model":"gpt-4","messages":[{"role":"user","content":5}]}`:                     "content must be a string, an array of parts or null",
+		`{"model":"gpt-4","messages":[{"role":"user","content":"x"}],"stream":"true"}`:   "stream: expected a boolean, got JSON string",
+		`{"Model":"gpt-4","messages":[{"role":"robot","content":"x"}]}`:                  "messages[0].role: must be one of",
+		`{"model":"gpt-4","messages":[{"role":"user","content":"x"}],"temperature":3}`:   "temperature: must be at most 2",
 		`{"model":"gpt-4","messages":[{"role":"user","content":"x"}],"stop":[1]}`:        "stop must be a string or an array of strings",
 		`{"model":"gpt-4","messages":[{"role":"user","content":"x"}],"x":` + "\"\x01\"}": "the request body is not valid JSON",
 	} {

@@ -73,4 +73,3 @@ func runLoad(args []string, stdout, stderr io.Writer) int {
 	}
 	return 0
 }
-
