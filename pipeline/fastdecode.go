@@ -308,29 +308,16 @@ func foldsInto(key []byte, fields []string) bool {
 	return false
 }
 
-// seen records the keys of an object already decoded; a duplicate goes to
-// encoding/json (which lets the last one win, merging into what the first
-// one decoded).
-type seen uint32
-
-func (m *seen) first(bit uint) bool {
-	if *m&(1<<bit) != 0 {
-		return false
-	}
-	*m |= 1 << bit
-	return true
-}
-
-var requestFields = []string{"model", "messages", "temperature", "top_p", "n", "max_tokens",
-	"max_completion_tokens", "stop", "presence_penalty", "frequency_penalty", "logprobs",
-	"top_logprobs", "logit_bias", "seed", "user", "stream", "stream_options", "tools",
-	"tool_choice", "parallel_tool_calls", "response_format"}
-
-func (s *scanner) request(r *providers.ChatRequest) bool {
+// object decodes an object whose fields are named in fields: visit gets the
+// name of each one present and must read its value. A field that appears
+// twice goes to encoding/json (which lets the last one win, merging into
+// what the first one decoded), and so does a key that matches a field only
+// when case is ignored; the value of any other key is checked and skipped.
+func (s *scanner) object(fields []string, visit func(field string) bool) bool {
 	if !s.consume('{') {
 		return false
 	}
-	var keys seen
+	var seen uint64
 	for n := 0; ; n++ {
 		key, end, ok := s.member(n)
 		if !ok {
@@ -339,56 +326,100 @@ func (s *scanner) request(r *providers.ChatRequest) bool {
 		if end {
 			return true
 		}
-		switch string(key) {
-		case "model":
-			ok = keys.first(0) && s.str2(&r.Model)
-		case "messages":
-			ok = keys.first(1) && s.messages(&r.Messages)
-		case "temperature":
-			ok = keys.first(2) && s.float(&r.Temperature)
-		case "top_p":
-			ok = keys.first(3) && s.float(&r.TopP)
-		case "n":
-			ok = keys.first(4) && s.int(&r.N)
-		case "max_tokens":
-			ok = keys.first(5) && s.int(&r.MaxTokens)
-		case "max_completion_tokens":
-			ok = keys.first(6) && s.int(&r.MaxCompletionTokens)
-		case "stop":
-			ok = keys.first(7) && s.stop(&r.Stop)
-		case "presence_penalty":
-			ok = keys.first(8) && s.float(&r.PresencePenalty)
-		case "frequency_penalty":
-			ok = keys.first(9) && s.float(&r.FrequencyPenalty)
-		case "logprobs":
-			ok = keys.first(10) && s.boolPtr(&r.Logprobs)
-		case "top_logprobs":
-			ok = keys.first(11) && s.int(&r.TopLogprobs)
-		case "logit_bias":
-			ok = keys.first(12) && s.floatMap(&r.LogitBias)
-		case "seed":
-			ok = keys.first(13) && s.int64(&r.Seed)
-		case "user":
-			ok = keys.first(14) && s.str2(&r.User)
-		case "stream":
-			ok = keys.first(15) && s.bool(&r.Stream)
-		case "stream_options":
-			ok = keys.first(16) && s.streamOptions(&r.StreamOptions)
-		case "tools":
-			ok = keys.first(17) && s.raw(&r.Tools)
-		case "tool_choice":
-			ok = keys.first(18) && s.raw(&r.ToolChoice)
-		case "parallel_tool_calls":
-			ok = keys.first(19) && s.boolPtr(&r.ParallelToolCalls)
-		case "response_format":
-			ok = keys.first(20) && s.raw(&r.ResponseFormat)
+		f := -1
+		for i, name := range fields {
+			if string(key) == name {
+				f = i
+				break
+			}
+		}
+		switch {
+		case f >= 0 && seen&(1<<f) == 0:
+			seen |= 1 << f
+			ok = visit(fields[f])
+		case f >= 0:
+			ok = false
 		default:
-			ok = !foldsInto(key, requestFields) && s.skip(0)
+			ok = !foldsInto(key, fields) && s.skip(0)
 		}
 		if !ok {
 			return false
 		}
 	}
+}
+
+// array decodes an array: visit reads each element.
+func (s *scanner) array(visit func() bool) bool {
+	if !s.consume('[') {
+		return false
+	}
+	for n := 0; ; n++ {
+		end, ok := s.element(n)
+		if !ok {
+			return false
+		}
+		if end {
+			return true
+		}
+		if !visit() {
+			return false
+		}
+	}
+}
+
+var requestFields = []string{"model", "messages", "temperature", "top_p", "n", "max_tokens",
+	"max_completion_tokens", "stop", "presence_penalty", "frequency_penalty", "logprobs",
+	"top_logprobs", "logit_bias", "seed", "user", "stream", "stream_options", "tools",
+	"tool_choice", "parallel_tool_calls", "response_format"}
+
+func (s *scanner) request(r *providers.ChatRequest) bool {
+	return s.object(requestFields, func(field string) bool {
+		switch field {
+		case "model":
+			return s.str2(&r.Model)
+		case "messages":
+			return s.messages(&r.Messages)
+		case "temperature":
+			return s.float(&r.Temperature)
+		case "top_p":
+			return s.float(&r.TopP)
+		case "n":
+			return s.int(&r.N)
+		case "max_tokens":
+			return s.int(&r.MaxTokens)
+		case "max_completion_tokens":
+			return s.int(&r.MaxCompletionTokens)
+		case "stop":
+			return s.stop(&r.Stop)
+		case "presence_penalty":
+			return s.float(&r.PresencePenalty)
+		case "frequency_penalty":
+			return s.float(&r.FrequencyPenalty)
+		case "logprobs":
+			return s.boolPtr(&r.Logprobs)
+		case "top_logprobs":
+			return s.int(&r.TopLogprobs)
+		case "logit_bias":
+			return s.floatMap(&r.LogitBias)
+		case "seed":
+			return s.int64(&r.Seed)
+		case "user":
+			return s.str2(&r.User)
+		case "stream":
+			return s.bool(&r.Stream)
+		case "stream_options":
+			return s.streamOptions(&r.StreamOptions)
+		case "tools":
+			return s.raw(&r.Tools)
+		case "tool_choice":
+			return s.raw(&r.ToolChoice)
+		case "parallel_tool_calls":
+			return s.boolPtr(&r.ParallelToolCalls)
+		case "response_format":
+			return s.raw(&r.ResponseFormat)
+		}
+		return false
+	})
 }
 
 // str2 decodes a string field; null leaves it as it is.
@@ -521,36 +552,19 @@ func (s *scanner) floatMap(dst *map[string]float64) bool {
 	}
 }
 
+var streamOptionsFields = []string{"include_usage"}
+
 func (s *scanner) streamOptions(dst **providers.StreamOptions) bool {
-	switch s.peek() {
-	case 'n':
+	if s.peek() == 'n' {
 		*dst = nil
 		return s.literal("null")
-	case '{':
-		s.i++
-	default:
-		return false
 	}
 	o := &providers.StreamOptions{}
-	var keys seen
-	for n := 0; ; n++ {
-		key, end, ok := s.member(n)
-		if !ok {
-			return false
-		}
-		if end {
-			*dst = o
-			return true
-		}
-		if string(key) == "include_usage" {
-			ok = keys.first(0) && s.bool(&o.IncludeUsage)
-		} else {
-			ok = !foldsInto(key, []string{"include_usage"}) && s.skip(0)
-		}
-		if !ok {
-			return false
-		}
+	if !s.object(streamOptionsFields, func(string) bool { return s.bool(&o.IncludeUsage) }) {
+		return false
 	}
+	*dst = o
+	return true
 }
 
 // stop decodes what providers.Stop's UnmarshalJSON accepts: null, a string
@@ -565,91 +579,58 @@ func (s *scanner) stop(dst *providers.Stop) bool {
 		*dst = providers.Stop{v}
 		return ok
 	case '[':
-		s.i++
 	default:
 		return false
 	}
 	out := providers.Stop{}
-	for n := 0; ; n++ {
-		end, ok := s.element(n)
-		if !ok {
-			return false
-		}
-		if end {
-			*dst = out
-			return true
-		}
+	if !s.array(func() bool {
 		if s.peek() != '"' {
 			return false
 		}
 		v, ok := s.stringValue()
-		if !ok {
-			return false
-		}
 		out = append(out, v)
+		return ok
+	}) {
+		return false
 	}
+	*dst = out
+	return true
 }
 
 func (s *scanner) messages(dst *[]providers.Message) bool {
-	switch s.peek() {
-	case 'n':
+	if s.peek() == 'n' {
 		*dst = nil
 		return s.literal("null")
-	case '[':
-		s.i++
-	default:
-		return false
 	}
 	out := make([]providers.Message, 0, 4)
-	for n := 0; ; n++ {
-		end, ok := s.element(n)
-		if !ok {
-			return false
-		}
-		if end {
-			*dst = out
-			return true
-		}
+	if !s.array(func() bool {
 		out = append(out, providers.Message{})
-		if !s.message(&out[len(out)-1]) {
-			return false
-		}
+		return s.message(&out[len(out)-1])
+	}) {
+		return false
 	}
+	*dst = out
+	return true
 }
 
 var messageFields = []string{"role", "content", "name", "tool_calls", "tool_call_id"}
 
 func (s *scanner) message(m *providers.Message) bool {
-	if !s.consume('{') {
-		return false
-	}
-	var keys seen
-	for n := 0; ; n++ {
-		key, end, ok := s.member(n)
-		if !ok {
-			return false
-		}
-		if end {
-			return true
-		}
-		switch string(key) {
+	return s.object(messageFields, func(field string) bool {
+		switch field {
 		case "role":
-			ok = keys.first(0) && s.str2(&m.Role)
+			return s.str2(&m.Role)
 		case "content":
-			ok = keys.first(1) && s.content(&m.Content)
+			return s.content(&m.Content)
 		case "name":
-			ok = keys.first(2) && s.str2(&m.Name)
+			return s.str2(&m.Name)
 		case "tool_calls":
-			ok = keys.first(3) && s.raw(&m.ToolCalls)
+			return s.raw(&m.ToolCalls)
 		case "tool_call_id":
-			ok = keys.first(4) && s.str2(&m.ToolCallID)
-		default:
-			ok = !foldsInto(key, messageFields) && s.skip(0)
+			return s.str2(&m.ToolCallID)
 		}
-		if !ok {
-			return false
-		}
-	}
+		return false
+	})
 }
 
 // content decodes what providers.Content's UnmarshalJSON accepts: null, a
@@ -664,20 +645,11 @@ func (s *scanner) content(c *providers.Content) bool {
 		*c = providers.Content{Text: v, Kind: providers.ContentString}
 		return ok
 	case '[':
-		s.i++
 	default:
 		return false
 	}
 	parts := make([]providers.ContentPart, 0, 2)
-	for n := 0; ; n++ {
-		end, ok := s.element(n)
-		if !ok {
-			return false
-		}
-		if end {
-			*c = providers.Content{Parts: parts, Kind: providers.ContentParts}
-			return true
-		}
+	if !s.array(func() bool {
 		start := s.i
 		var p providers.ContentPart
 		if !s.part(&p) {
@@ -685,34 +657,21 @@ func (s *scanner) content(c *providers.Content) bool {
 		}
 		p.Raw = s.b[start:s.i]
 		parts = append(parts, p)
+		return true
+	}) {
+		return false
 	}
+	*c = providers.Content{Parts: parts, Kind: providers.ContentParts}
+	return true
 }
 
 var partFields = []string{"type", "text"}
 
 func (s *scanner) part(p *providers.ContentPart) bool {
-	if !s.consume('{') {
-		return false
-	}
-	var keys seen
-	for n := 0; ; n++ {
-		key, end, ok := s.member(n)
-		if !ok {
-			return false
+	return s.object(partFields, func(field string) bool {
+		if field == "type" {
+			return s.str2(&p.Type)
 		}
-		if end {
-			return true
-		}
-		switch string(key) {
-		case "type":
-			ok = keys.first(0) && s.str2(&p.Type)
-		case "text":
-			ok = keys.first(1) && s.str2(&p.Text)
-		default:
-			ok = !foldsInto(key, partFields) && s.skip(0)
-		}
-		if !ok {
-			return false
-		}
-	}
+		return s.str2(&p.Text)
+	})
 }
