@@ -314,6 +314,8 @@ func (g *idSource) init() {
 	g.prefix = hex.EncodeToString(b[:])
 }
 
+const hexDigits = "0123456789abcdef"
+
 // next returns a fresh 28-character token such as "3f9a2b1c0d4e0000000000000001".
 func (g *idSource) next() string {
 	var b [28]byte

@@ -5,9 +5,10 @@ import (
 	"encoding/json"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/llm-gateway/gateway/providers/jsonenc"
 )
 
 // writeCompletion answers a success: the OpenAI chat.completion object with
@@ -34,7 +35,7 @@ func writeCompletion(ctx *fasthttp.RequestCtx, id string, res Result, latency ti
 	out = append(out, `"request_id":`...)
 	out = strconv.AppendQuote(out, id)
 	out = append(out, `,"content":`...)
-	out = appendJSONString(out, res.Response.Text())
+	out = jsonenc.AppendString(out, res.Response.Text())
 	out = append(out, `,"provider":`...)
 	out = strconv.AppendQuote(out, res.Provider)
 	out = append(out, `,"attempts":`...)
@@ -52,15 +53,15 @@ func writeCompletion(ctx *fasthttp.RequestCtx, id string, res Result, latency ti
 func writeError(ctx *fasthttp.RequestCtx, id string, ae *apiError, attempts int, latency time.Duration) {
 	out := make([]byte, 0, 256+len(ae.Message))
 	out = append(out, `{"error":{"message":`...)
-	out = appendJSONString(out, ae.Message)
+	out = jsonenc.AppendString(out, ae.Message)
 	out = append(out, `,"type":`...)
-	out = appendJSONString(out, ae.Type)
+	out = jsonenc.AppendString(out, ae.Type)
 	out = append(out, `,"param":`...)
 	out = appendNullable(out, ae.Param)
 	out = append(out, `,"code":`...)
 	out = appendNullable(out, ae.Code)
 	out = append(out, `},"request_id":`...)
-	out = appendJSONString(out, id)
+	out = jsonenc.AppendString(out, id)
 	out = append(out, `,"attempts":`...)
 	out = strconv.AppendInt(out, int64(attempts), 10)
 	out = append(out, `,"total_latency_ms":`...)
@@ -84,58 +85,5 @@ func appendNullable(out []byte, s string) []byte {
 	if s == "" {
 		return append(out, "null"...)
 	}
-	return appendJSONString(out, s)
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString appends s as a JSON string without allocating: quotes,
-// backslashes and control bytes escaped, invalid UTF-8 replaced by U+FFFD
-// (as encoding/json does), U+2028 and U+2029 escaped for JavaScript readers.
-func appendJSONString(out []byte, s string) []byte {
-	out = append(out, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			out = append(out, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				out = append(out, '\\', c)
-			case '\n':
-				out = append(out, '\\', 'n')
-			case '\r':
-				out = append(out, '\\', 'r')
-			case '\t':
-				out = append(out, '\\', 't')
-			default:
-				out = append(out, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			out = append(out, s[start:i]...)
-			out = append(out, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			out = append(out, s[start:i]...)
-			out = append(out, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	out = append(out, s[start:]...)
-	return append(out, '"')
+	return jsonenc.AppendString(out, s)
 }

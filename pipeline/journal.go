@@ -10,6 +10,7 @@ import (
 
 	"github.com/llm-gateway/gateway/fsm"
 	"github.com/llm-gateway/gateway/providers"
+	"github.com/llm-gateway/gateway/providers/jsonenc"
 )
 
 // Journal writes the log: one line per transition of every machine, plus the
@@ -335,7 +336,7 @@ func (l *line) str(k, v string) {
 	l.key(k)
 	switch {
 	case l.json:
-		l.b = appendJSONString(l.b, v) // strconv's quoting is not JSON for control bytes
+		l.b = jsonenc.AppendString(l.b, v) // strconv's quoting is not JSON for control bytes
 	case needsQuote(v):
 		l.b = strconv.AppendQuote(l.b, v)
 	default:

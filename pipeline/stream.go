@@ -14,6 +14,7 @@ import (
 
 	"github.com/llm-gateway/gateway/fsm"
 	"github.com/llm-gateway/gateway/providers"
+	"github.com/llm-gateway/gateway/providers/jsonenc"
 )
 
 // Streams: retry, backoff, failover and breakers work as for plain calls
@@ -344,9 +345,9 @@ func (cw *chunkWriter) errorEvent(err error) error {
 		msg += ": " + pe.Message
 	}
 	out := []byte(`{"error":{"message":`)
-	out = appendJSONString(out, msg)
+	out = jsonenc.AppendString(out, msg)
 	out = append(out, `,"type":"server_error","param":null,"code":`...)
-	out = appendJSONString(out, "upstream_"+string(providers.ClassOf(err)))
+	out = jsonenc.AppendString(out, "upstream_"+string(providers.ClassOf(err)))
 	out = append(out, `}}`...)
 	return cw.event(out)
 }
