@@ -7,6 +7,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/llm-gateway/gateway/providers"
+	"github.com/llm-gateway/gateway/providers/jsonscan"
 )
 
 // decodeFast decodes a request body into req in one pass over its bytes,
@@ -15,7 +16,7 @@ import (
 // soon as it meets anything it does not decode exactly the same way (invalid
 // JSON, a value of the wrong type, a duplicate key, a key that only matches a
 // field when case is ignored, a number out of range, nesting deeper than
-// maxFastDepth), and the caller then decodes the body with encoding/json,
+// jsonscan.MaxDepth), and the caller then decodes the body with encoding/json,
 // whose result and error message are the ones that count. FuzzDecodeFast
 // checks that whenever decodeFast returns true, encoding/json accepts the
 // body and decodes the same request.
@@ -25,109 +26,20 @@ import (
 // are unquoted by encoding/json. The raw values (tools, tool_calls, content
 // parts...) alias body, as Raw does.
 func decodeFast(body []byte, req *providers.ChatRequest) bool {
-	s := scanner{b: body}
-	if !s.request(req) {
-		return false
-	}
-	s.ws()
-	return s.i == len(s.b)
+	s := scanner{jsonscan.New(body)}
+	return s.request(req) && s.AtEnd()
 }
 
-// maxFastDepth bounds the nesting of a value decodeFast skips; deeper bodies
-// go to encoding/json, which has its own limit.
-const maxFastDepth = 256
-
+// scanner is the request decoder's one pass: jsonscan's grammar plus the
+// request's types.
 type scanner struct {
-	b []byte
-	i int
-}
-
-func (s *scanner) ws() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
-		}
-	}
-}
-
-// peek skips whitespace and returns the next byte, or 0 at the end.
-func (s *scanner) peek() byte {
-	s.ws()
-	if s.i < len(s.b) {
-		return s.b[s.i]
-	}
-	return 0
-}
-
-func (s *scanner) consume(c byte) bool {
-	if s.peek() == c {
-		s.i++
-		return true
-	}
-	return false
-}
-
-// literal consumes true, false or null.
-func (s *scanner) literal(word string) bool {
-	if bytes.HasPrefix(s.b[s.i:], []byte(word)) {
-		s.i += len(word)
-		return true
-	}
-	return false
-}
-
-// str scans a string at s.i (its opening quote) and returns the bytes between
-// the quotes, and whether they hold an escape.
-func (s *scanner) str() (raw []byte, escaped, ok bool) {
-	if s.i >= len(s.b) || s.b[s.i] != '"' {
-		return nil, false, false
-	}
-	start := s.i + 1
-	for i := start; i < len(s.b); i++ {
-		c := s.b[i]
-		switch {
-		case c == '"':
-			s.i = i + 1
-			return s.b[start:i], escaped, true
-		case c < 0x20:
-			return nil, false, false
-		case c == '\\':
-			escaped = true
-			i++
-			if i >= len(s.b) {
-				return nil, false, false
-			}
-			switch s.b[i] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-			case 'u':
-				if i+4 >= len(s.b) {
-					return nil, false, false
-				}
-				for _, h := range s.b[i+1 : i+5] {
-					if !isHex(h) {
-						return nil, false, false
-					}
-				}
-				i += 4
-			default:
-				return nil, false, false
-			}
-		}
-	}
-	return nil, false, false
-}
-
-func isHex(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+	jsonscan.Scanner
 }
 
 // stringValue decodes a JSON string into a Go string.
 func (s *scanner) stringValue() (string, bool) {
-	start := s.i
-	raw, escaped, ok := s.str()
+	start := s.Pos()
+	raw, escaped, ok := s.Str()
 	if !ok {
 		return "", false
 	}
@@ -135,156 +47,14 @@ func (s *scanner) stringValue() (string, bool) {
 		return string(raw), true
 	}
 	var out string
-	if json.Unmarshal(s.b[start:s.i], &out) != nil {
+	if json.Unmarshal(s.Since(start), &out) != nil {
 		return "", false
 	}
 	return out, true
 }
 
-// number scans a JSON number and returns its bytes.
-func (s *scanner) number() ([]byte, bool) {
-	b, i := s.b, s.i
-	start := i
-	if i < len(b) && b[i] == '-' {
-		i++
-	}
-	switch {
-	case i < len(b) && b[i] == '0':
-		i++
-	case i < len(b) && b[i] >= '1' && b[i] <= '9':
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-	default:
-		return nil, false
-	}
-	if i < len(b) && b[i] == '.' {
-		i++
-		d := i
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-		if i == d {
-			return nil, false
-		}
-	}
-	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		i++
-		if i < len(b) && (b[i] == '+' || b[i] == '-') {
-			i++
-		}
-		d := i
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-		if i == d {
-			return nil, false
-		}
-	}
-	s.i = i
-	return b[start:i], true
-}
-
-// skip scans any value, checking that it is valid JSON.
-func (s *scanner) skip(depth int) bool {
-	if depth > maxFastDepth {
-		return false
-	}
-	switch s.peek() {
-	case '{':
-		s.i++
-		for n := 0; ; n++ {
-			_, end, ok := s.member(n)
-			if !ok {
-				return false
-			}
-			if end {
-				return true
-			}
-			if !s.skip(depth + 1) {
-				return false
-			}
-		}
-	case '[':
-		s.i++
-		for n := 0; ; n++ {
-			end, ok := s.element(n)
-			if !ok {
-				return false
-			}
-			if end {
-				return true
-			}
-			if !s.skip(depth + 1) {
-				return false
-			}
-		}
-	case '"':
-		_, _, ok := s.str()
-		return ok
-	case 't':
-		return s.literal("true")
-	case 'f':
-		return s.literal("false")
-	case 'n':
-		return s.literal("null")
-	default:
-		_, ok := s.number()
-		return ok
-	}
-}
-
 // rawValue skips a value and returns its bytes.
-func (s *scanner) rawValue() (json.RawMessage, bool) {
-	s.ws()
-	start := s.i
-	if !s.skip(0) {
-		return nil, false
-	}
-	return s.b[start:s.i], true
-}
-
-// member reads what comes after an object's '{' or after its n-th value: the
-// next key and its colon, or the closing '}' (end). A key with an escape is
-// not decoded here (ok is false).
-func (s *scanner) member(n int) (key []byte, end, ok bool) {
-	c := s.peek()
-	if c == '}' {
-		s.i++
-		return nil, true, true
-	}
-	if n > 0 {
-		if c != ',' {
-			return nil, false, false
-		}
-		s.i++
-		s.ws()
-	}
-	key, escaped, ok := s.str()
-	if !ok || escaped || !s.consume(':') {
-		return nil, false, false
-	}
-	s.ws()
-	return key, false, true
-}
-
-// element reads what comes after an array's '[' or after its n-th value: the
-// start of the next value, or the closing ']' (end).
-func (s *scanner) element(n int) (end, ok bool) {
-	c := s.peek()
-	if c == ']' {
-		s.i++
-		return true, true
-	}
-	if n > 0 {
-		if c != ',' {
-			return false, false
-		}
-		s.i++
-		s.ws()
-	}
-	return false, true
-}
+func (s *scanner) rawValue() (json.RawMessage, bool) { return s.Raw() }
 
 // foldsInto says whether encoding/json would match key to one of fields,
 // which it does ignoring case (with Unicode folding): such a key sends the
@@ -314,57 +84,7 @@ func foldsInto(key []byte, fields []string) bool {
 // what the first one decoded), and so does a key that matches a field only
 // when case is ignored; the value of any other key is checked and skipped.
 func (s *scanner) object(fields []string, visit func(field string) bool) bool {
-	if !s.consume('{') {
-		return false
-	}
-	var seen uint64
-	for n := 0; ; n++ {
-		key, end, ok := s.member(n)
-		if !ok {
-			return false
-		}
-		if end {
-			return true
-		}
-		f := -1
-		for i, name := range fields {
-			if string(key) == name {
-				f = i
-				break
-			}
-		}
-		switch {
-		case f >= 0 && seen&(1<<f) == 0:
-			seen |= 1 << f
-			ok = visit(fields[f])
-		case f >= 0:
-			ok = false
-		default:
-			ok = !foldsInto(key, fields) && s.skip(0)
-		}
-		if !ok {
-			return false
-		}
-	}
-}
-
-// array decodes an array: visit reads each element.
-func (s *scanner) array(visit func() bool) bool {
-	if !s.consume('[') {
-		return false
-	}
-	for n := 0; ; n++ {
-		end, ok := s.element(n)
-		if !ok {
-			return false
-		}
-		if end {
-			return true
-		}
-		if !visit() {
-			return false
-		}
-	}
+	return s.Object(fields, visit, func(key []byte) bool { return !foldsInto(key, fields) })
 }
 
 var requestFields = []string{"model", "messages", "temperature", "top_p", "n", "max_tokens",
@@ -424,9 +144,9 @@ func (s *scanner) request(r *providers.ChatRequest) bool {
 
 // str2 decodes a string field; null leaves it as it is.
 func (s *scanner) str2(dst *string) bool {
-	switch s.peek() {
+	switch s.Peek() {
 	case 'n':
-		return s.literal("null")
+		return s.Literal("null")
 	case '"':
 		v, ok := s.stringValue()
 		*dst = v
@@ -436,23 +156,23 @@ func (s *scanner) str2(dst *string) bool {
 }
 
 func (s *scanner) bool(dst *bool) bool {
-	switch s.peek() {
+	switch s.Peek() {
 	case 'n':
-		return s.literal("null")
+		return s.Literal("null")
 	case 't':
 		*dst = true
-		return s.literal("true")
+		return s.Literal("true")
 	case 'f':
 		*dst = false
-		return s.literal("false")
+		return s.Literal("false")
 	}
 	return false
 }
 
 func (s *scanner) boolPtr(dst **bool) bool {
-	if s.peek() == 'n' {
+	if s.Peek() == 'n' {
 		*dst = nil
-		return s.literal("null")
+		return s.Literal("null")
 	}
 	var v bool
 	if !s.bool(&v) {
@@ -463,11 +183,11 @@ func (s *scanner) boolPtr(dst **bool) bool {
 }
 
 func (s *scanner) float(dst **float64) bool {
-	if s.peek() == 'n' {
+	if s.Peek() == 'n' {
 		*dst = nil
-		return s.literal("null")
+		return s.Literal("null")
 	}
-	raw, ok := s.number()
+	raw, ok := s.Number()
 	if !ok {
 		return false
 	}
@@ -480,11 +200,11 @@ func (s *scanner) float(dst **float64) bool {
 }
 
 func (s *scanner) int64(dst **int64) bool {
-	if s.peek() == 'n' {
+	if s.Peek() == 'n' {
 		*dst = nil
-		return s.literal("null")
+		return s.Literal("null")
 	}
-	raw, ok := s.number()
+	raw, ok := s.Number()
 	if !ok {
 		return false
 	}
@@ -521,18 +241,18 @@ func (s *scanner) raw(dst *json.RawMessage) bool {
 }
 
 func (s *scanner) floatMap(dst *map[string]float64) bool {
-	switch s.peek() {
+	switch s.Peek() {
 	case 'n':
 		*dst = nil
-		return s.literal("null")
+		return s.Literal("null")
 	case '{':
-		s.i++
 	default:
 		return false
 	}
+	s.Consume('{')
 	m := make(map[string]float64)
 	for n := 0; ; n++ {
-		key, end, ok := s.member(n)
+		key, end, ok := s.Member(n)
 		if !ok {
 			return false
 		}
@@ -540,7 +260,7 @@ func (s *scanner) floatMap(dst *map[string]float64) bool {
 			*dst = m
 			return true
 		}
-		raw, ok := s.number()
+		raw, ok := s.Number()
 		if !ok {
 			return false
 		}
@@ -555,9 +275,9 @@ func (s *scanner) floatMap(dst *map[string]float64) bool {
 var streamOptionsFields = []string{"include_usage"}
 
 func (s *scanner) streamOptions(dst **providers.StreamOptions) bool {
-	if s.peek() == 'n' {
+	if s.Peek() == 'n' {
 		*dst = nil
-		return s.literal("null")
+		return s.Literal("null")
 	}
 	o := &providers.StreamOptions{}
 	if !s.object(streamOptionsFields, func(string) bool { return s.bool(&o.IncludeUsage) }) {
@@ -570,10 +290,10 @@ func (s *scanner) streamOptions(dst **providers.StreamOptions) bool {
 // stop decodes what providers.Stop's UnmarshalJSON accepts: null, a string
 // or an array of strings.
 func (s *scanner) stop(dst *providers.Stop) bool {
-	switch s.peek() {
+	switch s.Peek() {
 	case 'n':
 		*dst = nil
-		return s.literal("null")
+		return s.Literal("null")
 	case '"':
 		v, ok := s.stringValue()
 		*dst = providers.Stop{v}
@@ -583,8 +303,8 @@ func (s *scanner) stop(dst *providers.Stop) bool {
 		return false
 	}
 	out := providers.Stop{}
-	if !s.array(func() bool {
-		if s.peek() != '"' {
+	if !s.Array(func() bool {
+		if s.Peek() != '"' {
 			return false
 		}
 		v, ok := s.stringValue()
@@ -598,12 +318,12 @@ func (s *scanner) stop(dst *providers.Stop) bool {
 }
 
 func (s *scanner) messages(dst *[]providers.Message) bool {
-	if s.peek() == 'n' {
+	if s.Peek() == 'n' {
 		*dst = nil
-		return s.literal("null")
+		return s.Literal("null")
 	}
 	out := make([]providers.Message, 0, 4)
-	if !s.array(func() bool {
+	if !s.Array(func() bool {
 		out = append(out, providers.Message{})
 		return s.message(&out[len(out)-1])
 	}) {
@@ -636,10 +356,10 @@ func (s *scanner) message(m *providers.Message) bool {
 // content decodes what providers.Content's UnmarshalJSON accepts: null, a
 // string, or an array of part objects.
 func (s *scanner) content(c *providers.Content) bool {
-	switch s.peek() {
+	switch s.Peek() {
 	case 'n':
 		*c = providers.Content{}
-		return s.literal("null")
+		return s.Literal("null")
 	case '"':
 		v, ok := s.stringValue()
 		*c = providers.Content{Text: v, Kind: providers.ContentString}
@@ -649,13 +369,13 @@ func (s *scanner) content(c *providers.Content) bool {
 		return false
 	}
 	parts := make([]providers.ContentPart, 0, 2)
-	if !s.array(func() bool {
-		start := s.i
+	if !s.Array(func() bool {
+		start := s.Pos()
 		var p providers.ContentPart
 		if !s.part(&p) {
 			return false
 		}
-		p.Raw = s.b[start:s.i]
+		p.Raw = s.Since(start)
 		parts = append(parts, p)
 		return true
 	}) {
