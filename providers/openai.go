@@ -146,10 +146,21 @@ var errNotACompletion = errors.New("not a chat.completion object with choices")
 var errMalformedJSON = errors.New("the body is not valid JSON")
 
 // parseOpenAIResponse reads a chat.completion, keeping body as its Raw. It
-// validates the whole body but extracts only the fields of ChatResponse, in
-// one pass with gjson: the body itself goes to the client unchanged, so
-// decoding all of it through reflection (as encoding/json would) is wasted.
+// validates the whole body but extracts only the fields of ChatResponse: the
+// body itself goes to the client unchanged, so decoding all of it through
+// reflection (as encoding/json would) is wasted. The one-pass fast path reads
+// the usual answers; anything else goes to parseOpenAIGJSON, the reference.
 func parseOpenAIResponse(body []byte) (*ChatResponse, error) {
+	if cr, ok := parseOpenAIFast(body); ok {
+		return cr, nil
+	}
+	return parseOpenAIGJSON(body)
+}
+
+// parseOpenAIGJSON is parseOpenAIResponse with gjson: it validates the body,
+// then reads it in one ForEach per object. When a key repeats, the last one
+// wins, as with encoding/json.
+func parseOpenAIGJSON(body []byte) (*ChatResponse, error) {
 	if !gjson.ValidBytes(body) {
 		return nil, errMalformedJSON
 	}
