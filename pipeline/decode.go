@@ -33,7 +33,13 @@ func NewDecoder(maxMessages int) *Decoder {
 		}
 		return name
 	})
-	v.RegisterStructValidation(validateMessage, providers.Message{})
+	// One rule for the whole list rather than dive: validator v10 boxes each
+	// element it dives into, and names it twice ("Messages[3]" and
+	// "messages[3]"), four allocations per message on every request.
+	_ = v.RegisterValidation("messages", func(fl validator.FieldLevel) bool {
+		_, bad := firstMessageProblem(fieldAt[[]providers.Message](fl.Field()))
+		return !bad
+	})
 	v.RegisterStructValidation(validateRequest, providers.ChatRequest{})
 	return &Decoder{validate: v, maxMessages: maxMessages}
 }
@@ -136,32 +142,44 @@ func validationError(err error) *apiError {
 	if _, rest, ok := strings.Cut(path, "."); ok {
 		path = rest // drop the struct name
 	}
+	if fe.Tag() == "messages" {
+		if msgs, ok := fe.Value().([]providers.Message); ok {
+			if p, bad := firstMessageProblem(&msgs); bad {
+				return invalid(p.path, p.path+": "+explainRule(p.tag, p.param, reflect.String, p.value))
+			}
+		}
+	}
 	return invalid(path, path+": "+explain(fe))
 }
 
 func explain(fe validator.FieldError) string {
-	switch fe.Tag() {
+	return explainRule(fe.Tag(), fe.Param(), fe.Kind(), fe.Value())
+}
+
+// explainRule says what a value breaking rule tag (with its param) must be.
+func explainRule(tag, param string, kind reflect.Kind, value any) string {
+	switch tag {
 	case "required":
 		return "is required"
 	case "min":
-		if fe.Kind() == reflect.Slice {
-			return fmt.Sprintf("must have at least %s item(s)", fe.Param())
+		if kind == reflect.Slice {
+			return fmt.Sprintf("must have at least %s item(s)", param)
 		}
-		return "must be at least " + fe.Param()
+		return "must be at least " + param
 	case "max":
-		if fe.Kind() == reflect.Slice || fe.Kind() == reflect.Map {
-			return fmt.Sprintf("must have at most %s item(s)", fe.Param())
+		if kind == reflect.Slice || kind == reflect.Map {
+			return fmt.Sprintf("must have at most %s item(s)", param)
 		}
-		if fe.Kind() == reflect.String {
-			return fmt.Sprintf("must be at most %s characters", fe.Param())
+		if kind == reflect.String {
+			return fmt.Sprintf("must be at most %s characters", param)
 		}
-		return "must be at most " + fe.Param()
+		return "must be at most " + param
 	case "gte":
-		return fmt.Sprintf("must be at least %s, got %v", fe.Param(), deref(fe.Value()))
+		return fmt.Sprintf("must be at least %s, got %v", param, deref(value))
 	case "lte":
-		return fmt.Sprintf("must be at most %s, got %v", fe.Param(), deref(fe.Value()))
+		return fmt.Sprintf("must be at most %s, got %v", param, deref(value))
 	case "oneof":
-		return fmt.Sprintf("must be one of %s, got %q", strings.ReplaceAll(fe.Param(), " ", ", "), fmt.Sprint(fe.Value()))
+		return fmt.Sprintf("must be one of %s, got %q", strings.ReplaceAll(param, " ", ", "), fmt.Sprint(value))
 	case "tool_call_id":
 		return "is required for a tool message"
 	case "content":
@@ -169,13 +187,13 @@ func explain(fe validator.FieldError) string {
 	case "parts":
 		return "must be a non-empty array of parts"
 	case "part_type":
-		return fmt.Sprintf("part type %q is not allowed here (%s)", fmt.Sprint(fe.Value()), fe.Param())
+		return fmt.Sprintf("part type %q is not allowed here (%s)", fmt.Sprint(value), param)
 	case "logprobs":
 		return "requires logprobs: true"
 	case "stream":
 		return "is only allowed with stream: true"
 	}
-	return "fails " + fe.Tag()
+	return "fails " + tag
 }
 
 func deref(v any) any {
@@ -188,8 +206,11 @@ func deref(v any) any {
 
 // structAt returns the struct being validated without copying it into an
 // interface (a ChatRequest is several hundred bytes).
-func structAt[T any](sl validator.StructLevel) *T {
-	v := sl.Current()
+func structAt[T any](sl validator.StructLevel) *T { return fieldAt[T](sl.Current()) }
+
+// fieldAt returns a pointer to the value v holds, without a copy when v is
+// addressable.
+func fieldAt[T any](v reflect.Value) *T {
 	if v.CanAddr() {
 		return v.Addr().Interface().(*T)
 	}
@@ -197,33 +218,54 @@ func structAt[T any](sl validator.StructLevel) *T {
 	return &t
 }
 
-// validateMessage holds the rules of a message that span its fields.
-func validateMessage(sl validator.StructLevel) {
-	m := structAt[providers.Message](sl)
-	switch {
-	case m.Role == "tool" && m.ToolCallID == "":
-		sl.ReportError(m.ToolCallID, "tool_call_id", "ToolCallID", "tool_call_id", "")
-	case m.Content.Kind == providers.ContentAbsent && !(m.Role == "assistant" && len(m.ToolCalls) > 0 && string(m.ToolCalls) != "null"):
-		sl.ReportError(m.Content, "content", "Content", "content", "")
-	case m.Content.Kind == providers.ContentParts && len(m.Content.Parts) == 0:
-		sl.ReportError(m.Content, "content", "Content", "parts", "")
-	}
-	for i, p := range m.Content.Parts {
-		allowed := "text"
-		ok := p.Type == "text"
+// messageProblem is the first rule a message breaks: where, which rule (a
+// tag explainRule knows), its param and the offending value.
+type messageProblem struct {
+	path, tag, param string
+	value            any
+}
+
+// messageRoles are the roles a message may have.
+const messageRoles = "developer system user assistant tool"
+
+// firstMessageProblem checks the messages in order, each one's role first,
+// then the rules that span its fields.
+func firstMessageProblem(msgs *[]providers.Message) (messageProblem, bool) {
+	for i := range *msgs {
+		m := &(*msgs)[i]
+		field := func(name string) string { return fmt.Sprintf("messages[%d].%s", i, name) }
 		switch m.Role {
-		case "user":
-			allowed = "text, image_url, input_audio, file"
-			ok = ok || p.Type == "image_url" || p.Type == "input_audio" || p.Type == "file"
-		case "assistant":
-			allowed = "text, refusal"
-			ok = ok || p.Type == "refusal"
+		case "developer", "system", "user", "assistant", "tool":
+		case "":
+			return messageProblem{field("role"), "required", "", m.Role}, true
+		default:
+			return messageProblem{field("role"), "oneof", messageRoles, m.Role}, true
 		}
-		if !ok {
-			sl.ReportError(p.Type, fmt.Sprintf("content[%d].type", i), "Type", "part_type", allowed+" for role "+m.Role)
-			return
+		switch {
+		case m.Role == "tool" && m.ToolCallID == "":
+			return messageProblem{field("tool_call_id"), "tool_call_id", "", m.ToolCallID}, true
+		case m.Content.Kind == providers.ContentAbsent && !(m.Role == "assistant" && len(m.ToolCalls) > 0 && string(m.ToolCalls) != "null"):
+			return messageProblem{field("content"), "content", "", nil}, true
+		case m.Content.Kind == providers.ContentParts && len(m.Content.Parts) == 0:
+			return messageProblem{field("content"), "parts", "", nil}, true
+		}
+		for j, p := range m.Content.Parts {
+			allowed := "text"
+			ok := p.Type == "text"
+			switch m.Role {
+			case "user":
+				allowed = "text, image_url, input_audio, file"
+				ok = ok || p.Type == "image_url" || p.Type == "input_audio" || p.Type == "file"
+			case "assistant":
+				allowed = "text, refusal"
+				ok = ok || p.Type == "refusal"
+			}
+			if !ok {
+				return messageProblem{field(fmt.Sprintf("content[%d].type", j)), "part_type", allowed + " for role " + m.Role, p.Type}, true
+			}
 		}
 	}
+	return messageProblem{}, false
 }
 
 // validateRequest holds the rules of a request that span its fields.

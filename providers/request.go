@@ -11,18 +11,18 @@ import (
 // pipeline checks them (and the rules that span fields) before any call.
 type ChatRequest struct {
 	Model               string             `json:"model" validate:"required,max=256"`
-	Messages            []Message          `json:"messages" validate:"required,min=1,dive"`
+	Messages            []Message          `json:"messages" validate:"required,min=1,messages"`
 	Temperature         *float64           `json:"temperature,omitempty" validate:"omitnil,gte=0,lte=2"`
 	TopP                *float64           `json:"top_p,omitempty" validate:"omitnil,gte=0,lte=1"`
 	N                   *int               `json:"n,omitempty" validate:"omitnil,gte=1,lte=128"`
 	MaxTokens           *int               `json:"max_tokens,omitempty" validate:"omitnil,gte=1"`
 	MaxCompletionTokens *int               `json:"max_completion_tokens,omitempty" validate:"omitnil,gte=1"`
-	Stop                Stop               `json:"stop,omitempty" validate:"max=4,dive,required"`
+	Stop                Stop               `json:"stop,omitempty" validate:"omitempty,max=4,dive,required"`
 	PresencePenalty     *float64           `json:"presence_penalty,omitempty" validate:"omitnil,gte=-2,lte=2"`
 	FrequencyPenalty    *float64           `json:"frequency_penalty,omitempty" validate:"omitnil,gte=-2,lte=2"`
 	Logprobs            *bool              `json:"logprobs,omitempty" validate:"-"`
 	TopLogprobs         *int               `json:"top_logprobs,omitempty" validate:"omitnil,gte=0,lte=20"`
-	LogitBias           map[string]float64 `json:"logit_bias,omitempty" validate:"dive,gte=-100,lte=100"`
+	LogitBias           map[string]float64 `json:"logit_bias,omitempty" validate:"omitempty,dive,gte=-100,lte=100"`
 	Seed                *int64             `json:"seed,omitempty" validate:"-"`
 	User                string             `json:"user,omitempty" validate:"-"`
 	Stream              bool               `json:"stream,omitempty" validate:"-"`
@@ -45,7 +45,7 @@ type StreamOptions struct {
 
 // Message is one chat message.
 type Message struct {
-	Role       string          `json:"role" validate:"required,oneof=developer system user assistant tool"`
+	Role       string          `json:"role" validate:"-"` // the messages rule of ChatRequest checks every message
 	Content    Content         `json:"content" validate:"-"`
 	Name       string          `json:"name,omitempty" validate:"-"`
 	ToolCalls  json.RawMessage `json:"tool_calls,omitempty" validate:"-"`
