@@ -125,6 +125,13 @@ func (m *Machine) Done() bool { return m.def.IsTerminal(m.State()) }
 // already cancelled (DESIGN §8). Cancellation is the pipeline's business,
 // expressed as an event (give_up), never as a wedged machine.
 func (m *Machine) Fire(ctx context.Context, e Event, d Detail) (Transition, error) {
+	return m.FireAt(ctx, e, d, time.Time{})
+}
+
+// FireAt is Fire for a caller that has just read the machine's clock: at is
+// the transition's time (zero means now). It saves a clock read per
+// transition on the request path.
+func (m *Machine) FireAt(ctx context.Context, e Event, d Detail, at time.Time) (Transition, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	from := m.current()
@@ -140,7 +147,10 @@ func (m *Machine) Fire(ctx context.Context, e Event, d Detail) (Transition, erro
 		// is a bug in this package, not in the caller.
 		return Transition{}, fmt.Errorf("fsm: %s %s: looplab/fsm refused %q in %q: %w", m.def.Kind, m.id, e, from, err)
 	}
-	t := Transition{Machine: m.def.Kind, ID: m.id, Event: e, From: from, To: to, Time: m.now(), Detail: d}
+	if at.IsZero() {
+		at = m.now()
+	}
+	t := Transition{Machine: m.def.Kind, ID: m.id, Event: e, From: from, To: to, Time: at, Detail: d}
 	if m.hook != nil {
 		m.hook(t)
 	}

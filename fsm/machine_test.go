@@ -194,6 +194,25 @@ func TestHookFiresOncePerTransitionWithTheRecord(t *testing.T) {
 	}
 }
 
+func TestFireAtRecordsTheCallersTimeAndZeroMeansTheClock(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	var rec recorder
+	m := Request.New("req_at", rec.hook, clock.now)
+	at := clock.t.Add(-time.Microsecond)
+	if got, err := m.FireAt(context.Background(), EventValidate, Detail{}, at); err != nil || !got.Time.Equal(at) {
+		t.Fatalf("FireAt(at) = %v at %v, want %v", err, got.Time, at)
+	}
+	if got, err := m.FireAt(context.Background(), EventAttempt, Detail{}, time.Time{}); err != nil || !got.Time.Equal(clock.t) {
+		t.Fatalf("FireAt(zero) = %v at %v, want the clock's %v", err, got.Time, clock.t)
+	}
+	if _, err := m.FireAt(context.Background(), EventValidate, Detail{}, at); !errors.Is(err, ErrIllegalTransition) {
+		t.Fatalf("FireAt of an illegal event: %v", err)
+	}
+	if len(rec.got) != 2 || !rec.got[0].Time.Equal(at) || !rec.got[1].Time.Equal(clock.t) {
+		t.Fatalf("hook saw %+v", rec.got)
+	}
+}
+
 func TestCancelledContextNeverWedgesAMachine(t *testing.T) {
 	cancelled, cancel := context.WithCancel(context.Background())
 	cancel()

@@ -73,6 +73,7 @@ type Result struct {
 	Attempts int                     // provider calls made, all targets together
 	Err      *apiError               // set on failure
 	Gone     bool                    // the client went away; nothing can be answered
+	End      time.Time               // when a plain success was known; zero otherwise
 }
 
 // run is the state of one request's journey.
@@ -89,6 +90,7 @@ type run struct {
 	lastErr     error
 	lastIdx     int
 	lastLatency time.Duration // of the last attempt
+	lastEnd     time.Time     // when the last attempt ended
 
 	// The current rate-limit round: which targets answered 429 since the
 	// round began, and the longest Retry-After they asked for.
@@ -100,26 +102,37 @@ type run struct {
 	stream providers.Stream
 	first  *providers.Chunk
 	permit *providers.Permit
+
+	// Room for tried and roundLimited on routes of up to four targets,
+	// saving two allocations per request.
+	triedBuf   [4]int
+	limitedBuf [4]bool
 }
 
 // Run takes a machine in state validated through attempts to a terminal state
 // and returns the outcome. ctx is cancelled when the client goes away.
 func (e *Engine) Run(ctx context.Context, m *fsm.Machine, req *providers.ChatRequest, targets []providers.Target, start time.Time) Result {
 	r := &run{
-		e:            e,
-		ctx:          ctx,
-		m:            m,
-		req:          req,
-		targets:      targets,
-		deadline:     start.Add(e.policy.Deadline),
-		tried:        make([]int, len(targets)),
-		roundLimited: make([]bool, len(targets)),
+		e:        e,
+		ctx:      ctx,
+		m:        m,
+		req:      req,
+		targets:  targets,
+		deadline: start.Add(e.policy.Deadline),
+	}
+	if len(targets) <= len(r.triedBuf) {
+		r.tried, r.roundLimited = r.triedBuf[:len(targets)], r.limitedBuf[:len(targets)]
+	} else {
+		r.tried, r.roundLimited = make([]int, len(targets)), make([]bool, len(targets))
 	}
 	return r.journey()
 }
 
-func (r *run) fire(ev fsm.Event, d fsm.Detail) {
-	if _, err := r.m.Fire(r.ctx, ev, d); err != nil {
+func (r *run) fire(ev fsm.Event, d fsm.Detail) { r.fireAt(ev, d, time.Time{}) }
+
+// fireAt fires with the time the caller has just read (zero: now).
+func (r *run) fireAt(ev fsm.Event, d fsm.Detail, at time.Time) {
+	if _, err := r.m.FireAt(r.ctx, ev, d, at); err != nil {
 		// The engine only fires what the table allows; anything else is a
 		// bug that must not pass silently.
 		panic(err)
@@ -208,7 +221,7 @@ func (r *run) attempt(idx int, permit *providers.Permit) (*providers.ChatRespons
 	r.attempts++
 	r.tried[idx]++
 	r.lastIdx = idx
-	r.fire(fsm.EventAttempt, fsm.Detail{Attempt: r.attempts, Provider: t.Provider, Model: t.Model})
+	r.fireAt(fsm.EventAttempt, fsm.Detail{Attempt: r.attempts, Provider: t.Provider, Model: t.Model}, now)
 	r.e.budgets[t.Provider].Call()
 	var resp *providers.ChatResponse
 	var err error
@@ -217,7 +230,8 @@ func (r *run) attempt(idx int, permit *providers.Permit) (*providers.ChatRespons
 	} else {
 		resp, err = r.call(t, permit, timeout)
 	}
-	latency := r.e.clock.Now().Sub(now)
+	r.lastEnd = r.e.clock.Now()
+	latency := r.lastEnd.Sub(now)
 	r.lastLatency = latency
 	r.e.metrics.attempt(t.Provider, err, latency)
 	if err != nil {
@@ -370,8 +384,8 @@ func (r *run) admitFrom(from int) (int, *providers.Permit, bool) {
 
 func (r *run) succeed(idx int, resp *providers.ChatResponse) Result {
 	t := r.targets[idx]
-	r.fire(fsm.EventSucceed, fsm.Detail{Attempt: r.attempts, Provider: t.Provider, Status: 200, Latency: r.lastLatency})
-	return Result{Response: resp, Provider: t.Provider, Attempts: r.attempts}
+	r.fireAt(fsm.EventSucceed, fsm.Detail{Attempt: r.attempts, Provider: t.Provider, Status: 200, Latency: r.lastLatency}, r.lastEnd)
+	return Result{Response: resp, Provider: t.Provider, Attempts: r.attempts, End: r.lastEnd}
 }
 
 func (r *run) giveUp(ae *apiError) Result {

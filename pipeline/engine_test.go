@@ -80,8 +80,9 @@ func newHarness(t *testing.T, p Policy, outcomes map[string][]error) *harness {
 		breakers[name] = providers.NewBreaker(name, providers.BreakerSettings{}, h.clock, h.record)
 	}
 	h.engine = NewEngine(EngineConfig{
-		Policy:    s.Policy,
-		Routes:    providers.Routes{"gpt-4": {{Provider: "openai", Model: "gpt-4"}, {Provider: "anthropic", Model: "claude"}}, "solo": {{Provider: "openai", Model: "gpt-4"}}},
+		Policy: s.Policy,
+		Routes: providers.Routes{"gpt-4": {{Provider: "openai", Model: "gpt-4"}, {Provider: "anthropic", Model: "claude"}}, "solo": {{Provider: "openai", Model: "gpt-4"}},
+			"long": {{Provider: "openai", Model: "a"}, {Provider: "anthropic", Model: "b"}, {Provider: "openai", Model: "c"}, {Provider: "anthropic", Model: "d"}, {Provider: "openai", Model: "e"}}},
 		Providers: provs,
 		Breakers:  breakers,
 		Clock:     h.clock,
@@ -187,6 +188,18 @@ func TestEngineFailsOverAtOnceOnRateLimitConnectOverloadAndAuth(t *testing.T) {
 			h.expectEvents("validate@", "attempt@openai", "failover@anthropic", "attempt@anthropic", "succeed@anthropic")
 		})
 	}
+}
+
+// A route longer than the run's inline room for its per-target counts.
+func TestEngineWalksARouteOfFiveTargets(t *testing.T) {
+	limited := fail(providers.ClassRateLimited, 0)
+	h := newHarness(t, Policy{}, map[string][]error{"openai": {limited, limited}, "anthropic": {limited, limited}})
+	r := h.result(h.start(context.Background(), "long"))
+	if r.Err != nil || r.Attempts != 5 || r.Provider != "openai" {
+		t.Fatalf("result %+v", r)
+	}
+	h.expectEvents("validate@", "attempt@openai", "failover@anthropic", "attempt@anthropic", "failover@openai", "attempt@openai",
+		"failover@anthropic", "attempt@anthropic", "failover@openai", "attempt@openai", "succeed@openai")
 }
 
 func TestEngineUsesUpAttemptsThenFailsOver(t *testing.T) {

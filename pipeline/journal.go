@@ -162,8 +162,9 @@ func (j *Journal) Transition(t fsm.Transition) {
 	j.end(l)
 }
 
-// Received logs a request's arrival; replay starts a new journey here.
-func (j *Journal) Received(id, model string, stream bool) {
+// Received logs a request's arrival, read at at (zero means now); replay
+// starts a new journey here.
+func (j *Journal) Received(id, model string, stream bool, at time.Time) {
 	l := j.begin(levelInfo)
 	l.str("request_id", id)
 	l.str("action", "received")
@@ -173,7 +174,10 @@ func (j *Journal) Received(id, model string, stream bool) {
 	if stream {
 		l.str("stream", "true")
 	}
-	l.ts(j.now())
+	if at.IsZero() {
+		at = j.now()
+	}
+	l.ts(at)
 	j.end(l)
 }
 

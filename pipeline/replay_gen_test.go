@@ -111,7 +111,7 @@ type reqDriver struct {
 
 // receive logs a request's arrival and returns its machine.
 func (g *logGen) receive(id, model string) *reqDriver {
-	g.j.Received(id, model, false)
+	g.j.Received(id, model, false, time.Time{})
 	g.tally.received++
 	return &reqDriver{g: g, m: fsm.Request.New(id, g.j.Transition, g.clock.now)}
 }

@@ -291,12 +291,16 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx) {
 	m := fsm.Request.New(id, s.observe, s.clock.Now)
 	s.metrics.requestBegan()
 	streamed := false // from then on the stream's writer owns the end of the request
+	var end time.Time // when the answer was known, if it was
 	defer func() {
 		if v := recover(); v != nil {
 			s.panicked(ctx, id, m, v, start)
 		}
 		if !streamed {
-			s.metrics.requestEnded(m.State() == fsm.Succeeded, false, s.clock.Now().Sub(start))
+			if end.IsZero() {
+				end = s.clock.Now()
+			}
+			s.metrics.requestEnded(m.State() == fsm.Succeeded, false, end.Sub(start))
 			m.Release() // its looplab/fsm instance serves the next request
 		}
 	}()
@@ -314,7 +318,8 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx) {
 	if req != nil {
 		model = req.Model
 	}
-	s.journal.Received(id, model, req != nil && req.Stream)
+	decoded := s.clock.Now()
+	s.journal.Received(id, model, req != nil && req.Stream, decoded)
 	if ae == nil {
 		if n := contentChars(req); n > s.settings.Server.MaxContentChars {
 			ae = contentTooLong(n, s.settings.Server.MaxContentChars)
@@ -329,13 +334,13 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx) {
 		}
 	}
 	if ae != nil {
-		if _, err := m.Fire(ctx, fsm.EventReject, fsm.Detail{Status: ae.Status, Reason: ae.Reason}); err != nil {
+		if _, err := m.FireAt(ctx, fsm.EventReject, fsm.Detail{Status: ae.Status, Reason: ae.Reason}, decoded); err != nil {
 			panic(err)
 		}
 		writeError(ctx, id, ae, 0, s.clock.Now().Sub(start))
 		return
 	}
-	if _, err := m.Fire(ctx, fsm.EventValidate, fsm.Detail{}); err != nil {
+	if _, err := m.FireAt(ctx, fsm.EventValidate, fsm.Detail{}, decoded); err != nil {
 		panic(err)
 	}
 
@@ -353,7 +358,11 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx) {
 		return
 	}
 
-	latency := s.clock.Now().Sub(start)
+	end = res.End
+	if end.IsZero() {
+		end = s.clock.Now()
+	}
+	latency := end.Sub(start)
 	if res.Err != nil {
 		writeError(ctx, id, res.Err, res.Attempts, latency)
 		return
