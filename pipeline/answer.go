@@ -33,11 +33,11 @@ func writeCompletion(ctx *fasthttp.RequestCtx, id string, res Result, latency ti
 		out = append(out, ',')
 	}
 	out = append(out, `"request_id":`...)
-	out = strconv.AppendQuote(out, id)
+	out = jsonenc.AppendString(out, id)
 	out = append(out, `,"content":`...)
 	out = jsonenc.AppendString(out, res.Response.Text())
 	out = append(out, `,"provider":`...)
-	out = strconv.AppendQuote(out, res.Provider)
+	out = jsonenc.AppendString(out, res.Provider)
 	out = append(out, `,"attempts":`...)
 	out = strconv.AppendInt(out, int64(res.Attempts), 10)
 	out = append(out, `,"total_latency_ms":`...)
