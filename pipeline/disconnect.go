@@ -28,44 +28,61 @@ const watchDelay = 20 * time.Millisecond
 //
 // A client that half-closes its side after sending the request looks gone to
 // this check; HTTP/1.1 clients do not do that in practice.
-func watchClient(conn net.Conn, cancel context.CancelFunc) (stop func()) {
-	sc, ok := conn.(syscall.Conn)
-	if !ok {
-		return func() {}
+//
+// The watch is one struct and one timer: on the request path, which almost
+// always ends before watchDelay, it costs three allocations.
+func watchClient(conn net.Conn, cancel context.CancelFunc) *clientWatch {
+	w := &clientWatch{conn: conn, cancel: cancel}
+	if _, ok := conn.(syscall.Conn); ok {
+		w.timer = time.AfterFunc(watchDelay, w.start)
 	}
-	rc, err := sc.SyscallConn()
+	return w
+}
+
+// clientWatch is one request's watch on its client's connection.
+type clientWatch struct {
+	conn   net.Conn
+	cancel context.CancelFunc
+	timer  *time.Timer // nil when the connection has no socket to watch
+
+	mu      sync.Mutex // guards stopped and done
+	stopped bool
+	done    chan struct{} // non-nil once the watch has started
+}
+
+// start runs on the timer's goroutine after watchDelay.
+func (w *clientWatch) start() {
+	rc, err := w.conn.(syscall.Conn).SyscallConn()
 	if err != nil {
-		return func() {}
+		return
 	}
-	var (
-		mu      sync.Mutex // guards stopped and done
-		stopped bool
-		done    chan struct{} // non-nil once the watch has started
-	)
-	timer := time.AfterFunc(watchDelay, func() {
-		mu.Lock()
-		if stopped || conn.SetReadDeadline(time.Time{}) != nil {
-			mu.Unlock()
-			return
-		}
-		done = make(chan struct{})
-		mu.Unlock()
-		defer close(done)
-		peekUntilClosed(rc, cancel)
-	})
-	return func() {
-		mu.Lock()
-		stopped = true
-		timer.Stop()
-		started := done
-		mu.Unlock()
-		if started == nil {
-			return
-		}
-		_ = conn.SetReadDeadline(time.Unix(1, 0))
-		<-started
-		_ = conn.SetReadDeadline(time.Time{})
+	w.mu.Lock()
+	if w.stopped || w.conn.SetReadDeadline(time.Time{}) != nil {
+		w.mu.Unlock()
+		return
 	}
+	w.done = make(chan struct{})
+	w.mu.Unlock()
+	defer close(w.done)
+	peekUntilClosed(rc, w.cancel)
+}
+
+// stop ends the watch and returns once it no longer touches the connection.
+func (w *clientWatch) stop() {
+	if w.timer == nil {
+		return
+	}
+	w.mu.Lock()
+	w.stopped = true
+	w.timer.Stop()
+	started := w.done
+	w.mu.Unlock()
+	if started == nil {
+		return
+	}
+	_ = w.conn.SetReadDeadline(time.Unix(1, 0))
+	<-started
+	_ = w.conn.SetReadDeadline(time.Time{})
 }
 
 // peekUntilClosed blocks until the socket is readable or its read deadline

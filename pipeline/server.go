@@ -373,9 +373,9 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx) {
 // run drives the engine while watching for the client to leave. The watch
 // ends on every path, a panic included, before the connection is used again.
 func (s *Server) run(conn net.Conn, rctx context.Context, cancel context.CancelFunc, m *fsm.Machine, req *providers.ChatRequest, targets []providers.Target, start time.Time) (res Result) {
-	stop := watchClient(conn, cancel)
+	watch := watchClient(conn, cancel)
 	defer func() {
-		stop()
+		watch.stop()
 		if res.Stream == nil {
 			cancel()
 		}

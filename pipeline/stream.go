@@ -119,8 +119,7 @@ func (s *Server) writeStream(ctx *fasthttp.RequestCtx, id string, res Result, re
 		sctx, stop := context.WithCancel(context.Background())
 		defer cancel()
 		defer stop()
-		unwatch := watchClient(conn, stop)
-		defer unwatch()
+		defer watchClient(conn, stop).stop()
 		if conn != nil {
 			// A long stream must not be cut by a write deadline (DESIGN §8).
 			_ = conn.SetWriteDeadline(time.Time{})
