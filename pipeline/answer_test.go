@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"encoding/json"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +22,29 @@ func TestAppendTimestampMatchesTheLayoutReplayReads(t *testing.T) {
 			t.Errorf("got %s, want %s", got, want)
 		}
 	}
+}
+
+func TestTheStampCacheFormatsLikeAppendTimestamp(t *testing.T) {
+	var c stampCache
+	base := time.Date(2026, 11, 26, 23, 59, 58, 999_000_000, time.UTC)
+	times := []time.Time{time.Date(1969, 12, 31, 23, 59, 59, 500_000_000, time.UTC), time.Unix(0, 0)}
+	for i := range 40 {
+		times = append(times, base.Add(time.Duration(i)*97*time.Millisecond))
+	}
+	times = append(times, base.In(time.FixedZone("x", -7200)), base.Add(-time.Hour))
+	var wg sync.WaitGroup
+	for range 4 { // concurrent lines share one cache
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, ts := range times {
+				if got, want := string(c.append(nil, ts)), string(appendTimestamp(nil, ts)); got != want {
+					t.Errorf("cache %s, want %s", got, want)
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // The gateway's fields are JSON strings whatever a provider's configured

@@ -5,6 +5,7 @@ import (
 	"io"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -29,6 +30,35 @@ type Journal struct {
 	closed bool
 	stop   chan struct{}
 	done   chan struct{}
+
+	stamp stampCache
+}
+
+// stampCache keeps the date and time of the latest second a line was
+// stamped in: the thousands of lines of one second under load then format
+// only their microseconds.
+type stampCache struct {
+	last atomic.Pointer[stampSecond]
+}
+
+type stampSecond struct {
+	unix   int64
+	prefix [20]byte // 2006-01-02T15:04:05.
+}
+
+// append appends t as appendTimestamp does.
+func (c *stampCache) append(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	s := c.last.Load()
+	if s == nil || s.unix != t.Unix() {
+		s = &stampSecond{unix: t.Unix()}
+		var full [32]byte
+		copy(s.prefix[:], appendTimestamp(full[:0], t))
+		c.last.Store(s)
+	}
+	b = append(b, s.prefix[:]...)
+	b = appendDigits(b, t.Nanosecond()/1000, 6)
+	return append(b, 'Z')
 }
 
 // FlushEvery is how long a written line may wait in the buffer.
@@ -278,6 +308,7 @@ type line struct {
 	b     []byte
 	json  bool
 	first bool
+	stamp *stampCache
 }
 
 var linePool = sync.Pool{New: func() any { return &line{b: make([]byte, 0, 512)} }}
@@ -287,6 +318,7 @@ func (j *Journal) begin(level string) *line {
 	l.b = l.b[:0]
 	l.json = j.json
 	l.first = true
+	l.stamp = &j.stamp
 	if l.json {
 		l.b = append(l.b, `{"level":"`...)
 		l.b = append(l.b, level...)
@@ -372,7 +404,7 @@ func (l *line) ts(t time.Time) {
 	if l.json {
 		l.b = append(l.b, '"')
 	}
-	l.b = appendTimestamp(l.b, t)
+	l.b = l.stamp.append(l.b, t)
 	if l.json {
 		l.b = append(l.b, '"')
 	}
