@@ -45,9 +45,15 @@ type Server struct {
 	journal  *Journal
 	clock    providers.Clock
 	breakers map[string]*providers.Breaker
-	names    []string // provider names, sorted
-	models   []byte   // the /v1/models answer, built once
-	http     *fasthttp.Server
+
+	// The hook and clock of every request machine, bound once: a method
+	// value made per request is an allocation each.
+	hook fsm.Hook
+	now  func() time.Time
+
+	names  []string // provider names, sorted
+	models []byte   // the /v1/models answer, built once
+	http   *fasthttp.Server
 
 	metrics        *Metrics
 	metricsHandler fasthttp.RequestHandler
@@ -77,6 +83,7 @@ func New(c Config) (*Server, error) {
 		clock:    c.Clock,
 		breakers: make(map[string]*providers.Breaker),
 	}
+	s.hook, s.now = s.observe, c.Clock.Now
 	s.journal = NewJournal(c.Log, c.Settings.Log.Format, c.Clock.Now)
 	provs := make(map[string]providers.Provider)
 	for name, ps := range c.Providers.Providers {
@@ -288,7 +295,7 @@ func methodNotAllowed(ctx *fasthttp.RequestCtx, allow string) {
 func (s *Server) chat(ctx *fasthttp.RequestCtx) {
 	start := s.clock.Now()
 	id := requestID(ctx)
-	m := fsm.Request.New(id, s.observe, s.clock.Now)
+	m := fsm.Request.New(id, s.hook, s.now)
 	s.metrics.requestBegan()
 	streamed := false // from then on the stream's writer owns the end of the request
 	var end time.Time // when the answer was known, if it was
