@@ -155,10 +155,10 @@ func (j *Journal) Transition(t fsm.Transition) {
 	l := j.begin(level)
 	if t.Machine == fsm.KindBreaker {
 		l.str("provider", t.ID)
-		l.str("action", actionOf(t))
+		l.word("action", actionOf(t))
 	} else {
 		l.str("request_id", t.ID)
-		l.str("action", actionOf(t))
+		l.word("action", actionOf(t))
 		if t.Provider != "" {
 			l.str("provider", t.Provider)
 		}
@@ -184,10 +184,10 @@ func (j *Journal) Transition(t fsm.Transition) {
 	if t.Reason != "" {
 		l.str("reason", t.Reason)
 	}
-	l.str("machine", string(t.Machine))
-	l.str("event", string(t.Event))
-	l.str("from", string(t.From))
-	l.str("to", string(t.To))
+	l.word("machine", string(t.Machine))
+	l.word("event", string(t.Event))
+	l.word("from", string(t.From))
+	l.word("to", string(t.To))
 	l.ts(t.Time)
 	j.end(l)
 }
@@ -197,7 +197,7 @@ func (j *Journal) Transition(t fsm.Transition) {
 func (j *Journal) Received(id, model string, stream bool, at time.Time) {
 	l := j.begin(levelInfo)
 	l.str("request_id", id)
-	l.str("action", "received")
+	l.word("action", "received")
 	if model != "" {
 		l.str("model", truncate(model, 200))
 	}
@@ -378,6 +378,19 @@ func (l *line) str(k, v string) {
 	default:
 		l.b = append(l.b, v...)
 	}
+}
+
+// word is str for a value that never needs quoting or escaping: the names
+// of actions, machines, events and states (TestJournalWordsNeedNoQuoting).
+func (l *line) word(k, v string) {
+	l.key(k)
+	if l.json {
+		l.b = append(l.b, '"')
+		l.b = append(l.b, v...)
+		l.b = append(l.b, '"')
+		return
+	}
+	l.b = append(l.b, v...)
 }
 
 func (l *line) int(k string, v int) {
