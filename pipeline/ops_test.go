@@ -72,6 +72,47 @@ func TestReadyzAndAdminBreakersShowEveryBreakerOpen(t *testing.T) {
 	}
 }
 
+// Breakers move from open to half-open only when a call asks, so /readyz
+// counts a breaker whose probe is due as ready: the next request probes it.
+func TestReadyzIsReadyAgainOnceAProbeIsDue(t *testing.T) {
+	cfg, err := config.Parse(config.DefaultYAML(), func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := providers.NewFakeClock(time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC))
+	srv, err := pipeline.New(pipeline.Config{Settings: cfg.Pipeline, Providers: cfg.Providers, Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	readyz := func() (int, string) {
+		var ctx fasthttp.RequestCtx
+		ctx.Request.SetRequestURI("/readyz")
+		srv.Handler()(&ctx)
+		return ctx.Response.StatusCode(), string(ctx.Response.Body())
+	}
+	for _, b := range srv.Breakers() {
+		for range cfg.Providers.Breaker.FailureThreshold {
+			p, err := b.Admit()
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.Done(providers.ClassServer)
+		}
+	}
+	if code, body := readyz(); code != 503 || !strings.Contains(body, "circuit breaker is open") {
+		t.Fatalf("every breaker open: %d %s", code, body)
+	}
+	clock.Advance(cfg.Providers.Breaker.OpenTimeout - time.Millisecond)
+	if code, _ := readyz(); code != 503 {
+		t.Fatalf("a millisecond before the probe is due: %d", code)
+	}
+	clock.Advance(time.Millisecond)
+	if code, body := readyz(); code != 200 || !strings.Contains(body, `"ready"`) {
+		t.Fatalf("once a probe is due: %d %s", code, body)
+	}
+}
+
 func TestReadyzSaysDrainingOnceShutdownBegins(t *testing.T) {
 	cfg, err := config.Parse(config.DefaultYAML(), func(string) string { return "" })
 	if err != nil {

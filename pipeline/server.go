@@ -489,8 +489,12 @@ func (s *Server) ready(ctx *fasthttp.RequestCtx) {
 		ctx.SetBodyString(`{"status":"draining","reason":"the gateway is shutting down"}`)
 		return
 	}
+	// An open breaker whose probe is due admits the next call as its probe,
+	// so it can serve: without this, a gateway taken out of rotation when
+	// every breaker opened would get no request to probe with.
+	now := s.clock.Now()
 	for _, name := range s.names {
-		if s.breakers[name].State() != fsm.Open {
+		if b := s.breakers[name].Snapshot(); b.State != fsm.Open || !now.Before(b.NextProbeAt) {
 			ctx.SetBodyString(`{"status":"ready"}`)
 			return
 		}
