@@ -241,35 +241,24 @@ func (s *scanner) raw(dst *json.RawMessage) bool {
 }
 
 func (s *scanner) floatMap(dst *map[string]float64) bool {
-	switch s.Peek() {
-	case 'n':
+	if s.Peek() == 'n' {
 		*dst = nil
 		return s.Literal("null")
-	case '{':
-	default:
-		return false
 	}
-	s.Consume('{')
 	m := make(map[string]float64)
-	for n := 0; ; n++ {
-		key, end, ok := s.Member(n)
-		if !ok {
-			return false
-		}
-		if end {
-			*dst = m
-			return true
-		}
+	if !s.Members(func(key []byte) bool {
 		raw, ok := s.Number()
 		if !ok {
 			return false
 		}
 		v, err := strconv.ParseFloat(string(raw), 64)
-		if err != nil {
-			return false
-		}
 		m[string(key)] = v
+		return err == nil
+	}) {
+		return false
 	}
+	*dst = m
+	return true
 }
 
 var streamOptionsFields = []string{"include_usage"}

@@ -181,33 +181,9 @@ func (s *Scanner) Skip(depth int) bool {
 	}
 	switch s.Peek() {
 	case '{':
-		s.i++
-		for n := 0; ; n++ {
-			_, end, ok := s.Member(n)
-			if !ok {
-				return false
-			}
-			if end {
-				return true
-			}
-			if !s.Skip(depth + 1) {
-				return false
-			}
-		}
+		return s.Members(func([]byte) bool { return s.Skip(depth + 1) })
 	case '[':
-		s.i++
-		for n := 0; ; n++ {
-			end, ok := s.Element(n)
-			if !ok {
-				return false
-			}
-			if end {
-				return true
-			}
-			if !s.Skip(depth + 1) {
-				return false
-			}
-		}
+		return s.Array(func() bool { return s.Skip(depth + 1) })
 	case '"':
 		_, _, ok := s.Str()
 		return ok
@@ -281,18 +257,8 @@ func (s *Scanner) Element(n int) (end, ok bool) {
 // other (if not nil) says whether it is acceptable, and its value is checked
 // and skipped.
 func (s *Scanner) Object(fields []string, visit func(field string) bool, other func(key []byte) bool) bool {
-	if !s.Consume('{') {
-		return false
-	}
 	var seen uint64
-	for n := 0; ; n++ {
-		key, end, ok := s.Member(n)
-		if !ok {
-			return false
-		}
-		if end {
-			return true
-		}
+	return s.Members(func(key []byte) bool {
 		f := -1
 		for i, name := range fields {
 			if string(key) == name {
@@ -303,13 +269,29 @@ func (s *Scanner) Object(fields []string, visit func(field string) bool, other f
 		switch {
 		case f >= 0 && seen&(1<<f) == 0:
 			seen |= 1 << f
-			ok = visit(fields[f])
+			return visit(fields[f])
 		case f >= 0:
-			ok = false
+			return false
 		default:
-			ok = (other == nil || other(key)) && s.Skip(0)
+			return (other == nil || other(key)) && s.Skip(0)
 		}
+	})
+}
+
+// Members reads an object: visit gets each key and must read its value.
+func (s *Scanner) Members(visit func(key []byte) bool) bool {
+	if !s.Consume('{') {
+		return false
+	}
+	for n := 0; ; n++ {
+		key, end, ok := s.Member(n)
 		if !ok {
+			return false
+		}
+		if end {
+			return true
+		}
+		if !visit(key) {
 			return false
 		}
 	}
