@@ -246,7 +246,10 @@ func (s *scanner) floatMap(dst *map[string]float64) bool {
 		return s.Literal("null")
 	}
 	m := make(map[string]float64)
-	if !s.Members(func(key []byte) bool {
+	if !s.Members(func(key []byte, escaped bool) bool {
+		if escaped {
+			return false // encoding/json decodes the key
+		}
 		raw, ok := s.Number()
 		if !ok {
 			return false

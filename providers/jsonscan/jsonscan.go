@@ -181,7 +181,7 @@ func (s *Scanner) Skip(depth int) bool {
 	}
 	switch s.Peek() {
 	case '{':
-		return s.Members(func([]byte) bool { return s.Skip(depth + 1) })
+		return s.Members(func([]byte, bool) bool { return s.Skip(depth + 1) })
 	case '[':
 		return s.Array(func() bool { return s.Skip(depth + 1) })
 	case '"':
@@ -210,27 +210,28 @@ func (s *Scanner) Raw() ([]byte, bool) {
 }
 
 // Member reads what comes after an object's '{' or after its n-th value: the
-// next key and its colon, or the closing '}' (end). A key with an escape is
-// not decoded here (ok is false).
-func (s *Scanner) Member(n int) (key []byte, end, ok bool) {
+// next key and its colon, or the closing '}' (end). The key is returned as
+// it is written, between its quotes; escaped says it holds an escape, which
+// is not decoded here.
+func (s *Scanner) Member(n int) (key []byte, escaped, end, ok bool) {
 	c := s.Peek()
 	if c == '}' {
 		s.i++
-		return nil, true, true
+		return nil, false, true, true
 	}
 	if n > 0 {
 		if c != ',' {
-			return nil, false, false
+			return nil, false, false, false
 		}
 		s.i++
 		s.WS()
 	}
-	key, escaped, ok := s.Str()
-	if !ok || escaped || !s.Consume(':') {
-		return nil, false, false
+	key, escaped, ok = s.Str()
+	if !ok || !s.Consume(':') {
+		return nil, false, false, false
 	}
 	s.WS()
-	return key, false, true
+	return key, escaped, false, true
 }
 
 // Element reads what comes after an array's '[' or after its n-th value: the
@@ -253,12 +254,15 @@ func (s *Scanner) Element(n int) (end, ok bool) {
 
 // Object reads an object whose interesting keys are fields (at most 64):
 // visit reads the value of each one present. A field that appears twice
-// fails, since decoders disagree on what that means. For any other key,
-// other (if not nil) says whether it is acceptable, and its value is checked
-// and skipped.
+// fails, since decoders disagree on what that means, and so does a key with
+// an escape (it might spell a field). For any other key, other (if not nil)
+// says whether it is acceptable, and its value is checked and skipped.
 func (s *Scanner) Object(fields []string, visit func(field string) bool, other func(key []byte) bool) bool {
 	var seen uint64
-	return s.Members(func(key []byte) bool {
+	return s.Members(func(key []byte, escaped bool) bool {
+		if escaped {
+			return false
+		}
 		f := -1
 		for i, name := range fields {
 			if string(key) == name {
@@ -278,20 +282,21 @@ func (s *Scanner) Object(fields []string, visit func(field string) bool, other f
 	})
 }
 
-// Members reads an object: visit gets each key and must read its value.
-func (s *Scanner) Members(visit func(key []byte) bool) bool {
+// Members reads an object: visit gets each key, as Member returns it, and
+// must read its value.
+func (s *Scanner) Members(visit func(key []byte, escaped bool) bool) bool {
 	if !s.Consume('{') {
 		return false
 	}
 	for n := 0; ; n++ {
-		key, end, ok := s.Member(n)
+		key, escaped, end, ok := s.Member(n)
 		if !ok {
 			return false
 		}
 		if end {
 			return true
 		}
-		if !visit(key) {
+		if !visit(key, escaped) {
 			return false
 		}
 	}

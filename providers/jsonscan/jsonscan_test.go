@@ -92,6 +92,10 @@ func TestObjectRefusesARepeatedFieldAndAsksAboutOthers(t *testing.T) {
 	if _, ok := read(`{"\u0061":1}`, nil); ok {
 		t.Fatal("accepted an escaped key")
 	}
+	s := New([]byte(`{"\u0061":1,"b\n":{"\"":[]}}`))
+	if !s.Skip(0) || !s.AtEnd() {
+		t.Fatal("Skip refused escaped keys")
+	}
 }
 
 func TestStrAndNumber(t *testing.T) {
