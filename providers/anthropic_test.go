@@ -86,7 +86,7 @@ func TestAnthropicRoundTripsThroughTheMock(t *testing.T) {
 				t.Errorf("got %q %q, want %q %q", resp.Text(), c.FinishReason, tt.wantText, tt.wantFinish)
 			}
 			if tt.wantFinish == "tool_calls" {
-				var calls []toolCallOut
+				var calls []openAIToolCall
 				if err := json.Unmarshal(c.Message.ToolCalls, &calls); err != nil || len(calls) != 1 || calls[0].Function.Name != "search" || !json.Valid([]byte(calls[0].Function.Arguments)) {
 					t.Errorf("tool calls %s", c.Message.ToolCalls)
 				}

@@ -322,7 +322,8 @@ func imageBlock(p ContentPart, param string) (anthropicBlock, error) {
 	return anthropicBlock{}, invalidParam(param, "an image url must be a data: or http(s) URL")
 }
 
-// openAIToolCall is one element of an assistant message's tool_calls.
+// openAIToolCall is one element of an assistant message's tool_calls, in a
+// request or an answer: arguments as a JSON string.
 type openAIToolCall struct {
 	ID       string `json:"id"`
 	Type     string `json:"type"`
@@ -512,7 +513,7 @@ func fromAnthropic(body []byte, created int64) (*ChatResponse, error) {
 		return nil, errNotAMessage
 	}
 	var text strings.Builder
-	var calls []toolCallOut
+	var calls []openAIToolCall
 	for _, b := range *m.Content {
 		switch b.Type {
 		case "text":
@@ -522,7 +523,7 @@ func fromAnthropic(body []byte, created int64) (*ChatResponse, error) {
 			if len(b.Input) > 0 && !bytes.Equal(b.Input, []byte("null")) {
 				args = string(b.Input)
 			}
-			tc := toolCallOut{ID: b.ID, Type: "function"}
+			tc := openAIToolCall{ID: b.ID, Type: "function"}
 			tc.Function.Name, tc.Function.Arguments = b.Name, args
 			calls = append(calls, tc)
 		}
@@ -548,14 +549,4 @@ func fromAnthropic(body []byte, created int64) (*ChatResponse, error) {
 		Choices: []Choice{{Index: 0, Message: msg, Logprobs: json.RawMessage("null"), FinishReason: finishReason(m.StopReason)}},
 		Usage:   &Usage{PromptTokens: prompt, CompletionTokens: m.Usage.OutputTokens, TotalTokens: prompt + m.Usage.OutputTokens},
 	}, nil
-}
-
-// toolCallOut is a tool call in an answer, arguments as a JSON string.
-type toolCallOut struct {
-	ID       string `json:"id"`
-	Type     string `json:"type"`
-	Function struct {
-		Name      string `json:"name"`
-		Arguments string `json:"arguments"`
-	} `json:"function"`
 }
