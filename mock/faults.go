@@ -243,9 +243,10 @@ func (s *Server) hijackReset(ctx *fasthttp.RequestCtx) {
 	})
 }
 
-// hijackHang holds the connection without answering, reading (and dropping)
-// whatever the client sends, until the client closes it or Close closes it.
-func (s *Server) hijackHang(ctx *fasthttp.RequestCtx) {
+// hijackHeld takes the connection from fasthttp for hold, which runs while
+// the server tracks it, so that Close can end it; c is the connection as
+// fasthttp hands it over, raw the socket under it.
+func (s *Server) hijackHeld(ctx *fasthttp.RequestCtx, hold func(c, raw net.Conn)) {
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(c net.Conn) {
 		raw := rawConn(c)
@@ -253,6 +254,14 @@ func (s *Server) hijackHang(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		defer s.hijacked.leave(raw)
+		hold(c, raw)
+	})
+}
+
+// hijackHang holds the connection without answering, reading (and dropping)
+// whatever the client sends, until the client closes it or Close closes it.
+func (s *Server) hijackHang(ctx *fasthttp.RequestCtx) {
+	s.hijackHeld(ctx, func(c, raw net.Conn) {
 		var buf [512]byte
 		for {
 			if _, err := c.Read(buf[:]); err != nil {
@@ -268,13 +277,7 @@ func (s *Server) hijackHang(ctx *fasthttp.RequestCtx) {
 // client closes it or Close does. head is the status line and headers,
 // ending in CRLF CRLF.
 func (s *Server) hijackStreamCut(ctx *fasthttp.RequestCtx, head []byte, events [][]byte, stall bool) {
-	ctx.HijackSetNoResponse(true)
-	ctx.Hijack(func(c net.Conn) {
-		raw := rawConn(c)
-		if !s.hijacked.enter(raw) {
-			return
-		}
-		defer s.hijacked.leave(raw)
+	s.hijackHeld(ctx, func(c, raw net.Conn) {
 		buf := append([]byte(nil), head...)
 		for _, ev := range events {
 			buf = fmt.Appendf(buf, "%x\r\n", len(ev))

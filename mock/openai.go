@@ -211,17 +211,22 @@ func (a *oaAnswerData) render(b []byte) []byte {
 	return append(b, '}')
 }
 
+// chunkHead appends the start of one chunk event: its data prefix, id,
+// object, created and model.
+func (a *oaAnswerData) chunkHead(b []byte) []byte {
+	b = append(b, `data: {"id":`...)
+	b = appendString(b, a.id)
+	b = append(b, `,"object":"chat.completion.chunk","created":`...)
+	b = appendInt(b, int(a.created))
+	b = append(b, `,"model":`...)
+	return appendString(b, a.model)
+}
+
 // renderStream renders the chat.completion.chunk stream, ending in [DONE].
 func (a *oaAnswerData) renderStream(includeUsage bool) *events {
 	ev := &events{b: make([]byte, 0, 512+200*a.n*(countWords(a.r.text)+4))}
 	chunk := func(choice int, delta func(b []byte) []byte, finish string) {
-		b := append(ev.b, `data: {"id":`...)
-		b = appendString(b, a.id)
-		b = append(b, `,"object":"chat.completion.chunk","created":`...)
-		b = appendInt(b, int(a.created))
-		b = append(b, `,"model":`...)
-		b = appendString(b, a.model)
-		b = append(b, `,"choices":[{"index":`...)
+		b := append(a.chunkHead(ev.b), `,"choices":[{"index":`...)
 		b = appendInt(b, choice)
 		b = append(b, `,"delta":`...)
 		b = delta(b)
@@ -266,13 +271,7 @@ func (a *oaAnswerData) renderStream(includeUsage bool) *events {
 		chunk(i, func(b []byte) []byte { return append(b, `{}`...) }, a.finishReason())
 	}
 	if includeUsage {
-		b := append(ev.b, `data: {"id":`...)
-		b = appendString(b, a.id)
-		b = append(b, `,"object":"chat.completion.chunk","created":`...)
-		b = appendInt(b, int(a.created))
-		b = append(b, `,"model":`...)
-		b = appendString(b, a.model)
-		b = append(b, `,"choices":[],"usage":`...)
+		b := append(a.chunkHead(ev.b), `,"choices":[],"usage":`...)
 		b = a.usage(b)
 		ev.b = append(b, "}\n\n"...)
 		ev.mark()
