@@ -17,6 +17,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/llm-gateway/gateway/mock"
 	"github.com/llm-gateway/gateway/providers"
 )
 
@@ -444,60 +445,22 @@ func newFuzzServer(f *testing.F) (*Server, *fuzzLog) {
 // startFuzzUpstream serves fuzzUpstream as a 200 application/json answer to
 // every request, on loopback; it returns its URL.
 func startFuzzUpstream(f *testing.F) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		f.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	conns := map[net.Conn]bool{}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	return mock.RawUpstream(f, func(_ context.Context, c net.Conn) {
+		r := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
-			if err != nil {
+			var req fasthttp.Request
+			if err := req.Read(r); err != nil {
 				return
 			}
-			mu.Lock()
-			conns[c] = true
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() {
-					mu.Lock()
-					delete(conns, c)
-					mu.Unlock()
-					_ = c.Close()
-				}()
-				r := bufio.NewReader(c)
-				for {
-					var req fasthttp.Request
-					if err := req.Read(r); err != nil {
-						return
-					}
-					var body []byte
-					if up := fuzzUpstream.Load(); up != nil {
-						body = *up
-					}
-					if _, err := fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body); err != nil {
-						return
-					}
-				}
-			}()
+			var body []byte
+			if up := fuzzUpstream.Load(); up != nil {
+				body = *up
+			}
+			if _, err := fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body); err != nil {
+				return
+			}
 		}
-	}()
-	f.Cleanup(func() {
-		_ = ln.Close()
-		mu.Lock()
-		for c := range conns {
-			_ = c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
 	})
-	return "http://" + ln.Addr().String()
 }
 
 // fuzzCheckJournal fails on a recovered panic, and replays what the input

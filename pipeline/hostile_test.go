@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/llm-gateway/gateway/mock"
 	"github.com/llm-gateway/gateway/pipeline/config"
+	"github.com/llm-gateway/gateway/providers/fuzzseed"
 )
 
 // The hostile corpus: requests that are wrong at every level — JSON, the
@@ -494,7 +494,7 @@ func TestWriteFuzzSeedCorpora(t *testing.T) {
 			continue // the size cases: the fuzzer grows inputs itself
 		}
 		name := "hostile-" + strings.ReplaceAll(tc.name, "/", "-")
-		hostileWriteSeed(t, "FuzzServeConn", name, []byte(raw), uint64(0))
+		fuzzseed.Write(t, "FuzzServeConn", name, []byte(raw), uint64(0))
 		head, body, ok := strings.Cut(raw, "\r\n\r\n")
 		if !ok || !strings.HasPrefix(head, "POST /v1/chat/completions ") {
 			continue
@@ -505,33 +505,7 @@ func TestWriteFuzzSeedCorpora(t *testing.T) {
 				ct = v
 			}
 		}
-		hostileWriteSeed(t, "FuzzDecode", name, ct, []byte(body))
-		hostileWriteSeed(t, "FuzzHandler", name, "POST", "/v1/chat/completions", ct, "", []byte(body), []byte(nil), uint64(0))
-	}
-}
-
-// hostileWriteSeed writes one seed file in the format of go test -fuzz.
-func hostileWriteSeed(t *testing.T, target, name string, values ...any) {
-	t.Helper()
-	var b strings.Builder
-	b.WriteString("go test fuzz v1\n")
-	for _, v := range values {
-		switch v := v.(type) {
-		case []byte:
-			fmt.Fprintf(&b, "[]byte(%s)\n", strconv.Quote(string(v)))
-		case string:
-			fmt.Fprintf(&b, "string(%s)\n", strconv.Quote(v))
-		case uint64:
-			fmt.Fprintf(&b, "uint64(%d)\n", v)
-		default:
-			t.Fatalf("a seed value of type %T", v)
-		}
-	}
-	dir := filepath.Join("testdata", "fuzz", target)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, name), []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
+		fuzzseed.Write(t, "FuzzDecode", name, ct, []byte(body))
+		fuzzseed.Write(t, "FuzzHandler", name, "POST", "/v1/chat/completions", ct, "", []byte(body), []byte(nil), uint64(0))
 	}
 }

@@ -3,6 +3,7 @@ package pipeline_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -265,129 +266,47 @@ func relInTime(t *testing.T, a relAnswer, deadline time.Duration, stream bool) {
 	}
 }
 
-// relTrickle is a raw TCP upstream that answers every request with a valid
-// body in the wire format of its path, written one byte every gap: a provider
-// on a congested link. Closing it closes every connection.
-type relTrickle struct {
-	ln    net.Listener
-	gap   time.Duration
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	conns map[net.Conn]bool
-	calls atomic.Int64
-}
-
 const (
 	relTrickleOpenAI    = `{"id":"chatcmpl-trickle","object":"chat.completion","created":1,"model":"gpt-4","choices":[{"index":0,"message":{"role":"assistant","content":"trickled answer"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}`
 	relTrickleAnthropic = `{"id":"msg_trickle","type":"message","role":"assistant","model":"claude","content":[{"type":"text","text":"trickled answer"}],"stop_reason":"end_turn","usage":{"input_tokens":1,"output_tokens":2}}`
 )
 
-func startTrickle(t *testing.T, gap time.Duration) *relTrickle {
+// startTrickle is a raw TCP upstream that answers every request with a valid
+// body in the wire format of its path, written one byte every gap: a provider
+// on a congested link. It returns its URL; its connections close at cleanup.
+func startTrickle(t *testing.T, gap time.Duration) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &relTrickle{ln: ln, gap: gap, conns: map[net.Conn]bool{}}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
+	return mock.RawUpstream(t, func(_ context.Context, c net.Conn) {
+		r := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			req, err := http.ReadRequest(r)
 			if err != nil {
 				return
 			}
-			s.mu.Lock()
-			s.conns[c] = true
-			s.mu.Unlock()
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				s.serve(c)
-			}()
-		}
-	}()
-	t.Cleanup(s.close)
-	return s
-}
-
-func (s *relTrickle) url() string { return "http://" + s.ln.Addr().String() }
-
-func (s *relTrickle) close() {
-	_ = s.ln.Close()
-	s.mu.Lock()
-	for c := range s.conns {
-		_ = c.Close()
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
-}
-
-func (s *relTrickle) serve(c net.Conn) {
-	defer func() {
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-		_ = c.Close()
-	}()
-	r := bufio.NewReader(c)
-	for {
-		req, err := http.ReadRequest(r)
-		if err != nil {
-			return
-		}
-		_, _ = io.Copy(io.Discard, req.Body)
-		s.calls.Add(1)
-		body := relTrickleOpenAI
-		if req.URL.Path == "/v1/messages" {
-			body = relTrickleAnthropic
-		}
-		head := "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n"
-		if _, err := io.WriteString(c, head); err != nil {
-			return
-		}
-		for i := 0; i < len(body); i++ {
-			time.Sleep(s.gap)
-			if _, err := c.Write([]byte{body[i]}); err != nil {
+			_, _ = io.Copy(io.Discard, req.Body)
+			body := relTrickleOpenAI
+			if req.URL.Path == "/v1/messages" {
+				body = relTrickleAnthropic
+			}
+			head := "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n"
+			if _, err := io.WriteString(c, head); err != nil {
 				return
 			}
+			for i := 0; i < len(body); i++ {
+				time.Sleep(gap)
+				if _, err := c.Write([]byte{body[i]}); err != nil {
+					return
+				}
+			}
 		}
-	}
+	})
 }
 
 // startBlackhole is an upstream that accepts connections and then neither
 // reads nor answers; it returns its URL. Its connections close at cleanup.
 func startBlackhole(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		<-done
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	})
-	return "http://" + ln.Addr().String()
+	return mock.RawUpstream(t, func(ctx context.Context, _ net.Conn) { <-ctx.Done() })
 }
 
 // closedPort returns the URL of a loopback port nothing listens on: a
@@ -563,17 +482,17 @@ func relMatrix() []relCase {
 			setup: func(t *testing.T, c *config.Config) {
 				// 242 bytes at 2 ms: about 0.5-0.8 s, inside a 1.5 s attempt.
 				c.Pipeline.Policy.AttemptTimeout = 1500 * time.Millisecond
-				relBaseURL(c, "openai", startTrickle(t, 2*time.Millisecond).url())
+				relBaseURL(c, "openai", startTrickle(t, 2*time.Millisecond))
 			},
 			status: 200, provider: oa, openai: closed, anthro: closed, minAttempts: 1},
 		relCase{name: "trickle/too_slow/openai",
 			setup: func(t *testing.T, c *config.Config) {
-				relBaseURL(c, "openai", startTrickle(t, 5*time.Millisecond).url())
+				relBaseURL(c, "openai", startTrickle(t, 5*time.Millisecond))
 			},
 			status: 200, provider: an, openai: open, anthro: closed, minAttempts: 4},
 		relCase{name: "trickle/too_slow/both",
 			setup: func(t *testing.T, c *config.Config) {
-				u := startTrickle(t, 5*time.Millisecond).url()
+				u := startTrickle(t, 5*time.Millisecond)
 				relBaseURL(c, "openai", u)
 				relBaseURL(c, "anthropic", u)
 			},
@@ -1057,35 +976,15 @@ func relSocketsTo(port string) []string {
 // raw HTTP answer answer returns for it, then closes the connection.
 func startRawUpstream(t *testing.T, answer func(r *http.Request) string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				req, err := http.ReadRequest(bufio.NewReader(c))
-				if err != nil {
-					return
-				}
-				_, _ = io.Copy(io.Discard, req.Body)
-				_, _ = io.WriteString(c, answer(req))
-			}()
+	return mock.RawUpstream(t, func(_ context.Context, c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
 		}
-	}()
-	t.Cleanup(func() { _ = ln.Close(); wg.Wait() })
-	return "http://" + ln.Addr().String()
+		_, _ = io.Copy(io.Discard, req.Body)
+		_, _ = io.WriteString(c, answer(req))
+	})
 }
 
 // TestUpstreamTextThatIsNotUTF8NeverReachesTheClient: an OpenAI answer whose

@@ -11,16 +11,14 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
 
 	"github.com/llm-gateway/gateway/mock"
+	"github.com/llm-gateway/gateway/providers/fuzzseed"
 )
 
 // Fuzz targets for what a provider controls: the body of a completion, the
@@ -200,71 +198,25 @@ func FuzzToAnthropic(f *testing.F) {
 }
 
 // fuzzUpstreamServer is a loopback server that answers every request with
-// the current fuzz answer, written raw.
+// the current fuzz answer, written raw, one answer per connection.
 type fuzzUpstreamServer struct {
-	ln     net.Listener
+	url    string
 	answer atomic.Pointer[[]byte]
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	conns  map[net.Conn]bool
 }
 
 func startFuzzUpstream(f *testing.F) *fuzzUpstreamServer {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		f.Fatal(err)
-	}
-	s := &fuzzUpstreamServer{ln: ln, conns: map[net.Conn]bool{}}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s.mu.Lock()
-			s.conns[c] = true
-			s.mu.Unlock()
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				defer func() {
-					s.mu.Lock()
-					delete(s.conns, c)
-					s.mu.Unlock()
-					_ = c.Close()
-				}()
-				r := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(r)
-					if err != nil {
-						return
-					}
-					_, _ = io.Copy(io.Discard, req.Body)
-					a := s.answer.Load()
-					if a == nil {
-						return
-					}
-					if _, err := c.Write(*a); err != nil {
-						return
-					}
-					// One answer per connection: what follows the answer
-					// (garbage, a second answer) must not be read as the
-					// next call's.
-					return
-				}
-			}()
+	s := &fuzzUpstreamServer{}
+	s.url = mock.RawUpstream(f, func(_ context.Context, c net.Conn) {
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
 		}
-	}()
-	f.Cleanup(func() {
-		_ = ln.Close()
-		s.mu.Lock()
-		for c := range s.conns {
-			_ = c.Close()
+		_, _ = io.Copy(io.Discard, req.Body)
+		// One answer per connection: what follows the answer (garbage, a
+		// second answer) must not be read as the next call's.
+		if a := s.answer.Load(); a != nil {
+			_, _ = c.Write(*a)
 		}
-		s.mu.Unlock()
-		s.wg.Wait()
 	})
 	return s
 }
@@ -305,7 +257,7 @@ func FuzzAdapterAnswers(f *testing.F) {
 		f.Add(s.anthropic, s.stream, []byte(s.answer))
 	}
 	srv := startFuzzUpstream(f)
-	base := "http://" + srv.ln.Addr().String()
+	base := srv.url
 	adapters := map[bool]Provider{}
 	for _, kind := range []string{KindOpenAI, KindAnthropic} {
 		p, err := New(kind, testSettings(kind, base))
@@ -414,7 +366,7 @@ func TestWriteFuzzSeedCorpora(t *testing.T) {
 				raw := fuzzMockAnswer(t, addr, anthropic, stream)
 				name := fmt.Sprintf("mock-%s-%s-%s", map[bool]string{false: "openai", true: "anthropic"}[anthropic],
 					map[bool]string{false: "plain", true: "stream"}[stream], map[bool]string{true: "ok", false: fault}[fault == ""])
-				fuzzWriteSeed(t, "FuzzAdapterAnswers", name, anthropic, stream, raw)
+				fuzzseed.Write(t, "FuzzAdapterAnswers", name, anthropic, stream, raw)
 				_, body, _ := bytes.Cut(raw, []byte("\r\n\r\n"))
 				resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(raw)), nil)
 				if err != nil {
@@ -426,15 +378,15 @@ func TestWriteFuzzSeedCorpora(t *testing.T) {
 				_ = resp.Body.Close()
 				switch {
 				case resp.StatusCode != 200:
-					fuzzWriteSeed(t, "FuzzStatusError", name, resp.StatusCode, resp.Header.Get("Retry-After"), resp.Header.Get("Retry-After-Ms"), body)
+					fuzzseed.Write(t, "FuzzStatusError", name, resp.StatusCode, resp.Header.Get("Retry-After"), resp.Header.Get("Retry-After-Ms"), body)
 				case stream && anthropic:
-					fuzzWriteSeed(t, "FuzzParseAnthropicStream", name, body)
+					fuzzseed.Write(t, "FuzzParseAnthropicStream", name, body)
 				case stream:
-					fuzzWriteSeed(t, "FuzzParseOpenAIStream", name, body)
+					fuzzseed.Write(t, "FuzzParseOpenAIStream", name, body)
 				case anthropic:
-					fuzzWriteSeed(t, "FuzzFromAnthropic", name, body)
+					fuzzseed.Write(t, "FuzzFromAnthropic", name, body)
 				default:
-					fuzzWriteSeed(t, "FuzzParseOpenAIResponse", name, body)
+					fuzzseed.Write(t, "FuzzParseOpenAIResponse", name, body)
 				}
 			}
 		}
@@ -465,34 +417,6 @@ func fuzzMockAnswer(t *testing.T, addr string, anthropic, stream bool) []byte {
 		t.Fatalf("no answer from %s", path)
 	}
 	return raw
-}
-
-// fuzzWriteSeed writes one seed file in the format of go test -fuzz.
-func fuzzWriteSeed(t *testing.T, target, name string, values ...any) {
-	t.Helper()
-	var b strings.Builder
-	b.WriteString("go test fuzz v1\n")
-	for _, v := range values {
-		switch v := v.(type) {
-		case []byte:
-			fmt.Fprintf(&b, "[]byte(%s)\n", strconv.Quote(string(v)))
-		case string:
-			fmt.Fprintf(&b, "string(%s)\n", strconv.Quote(v))
-		case bool:
-			fmt.Fprintf(&b, "bool(%t)\n", v)
-		case int:
-			fmt.Fprintf(&b, "int(%d)\n", v)
-		default:
-			t.Fatalf("a seed value of type %T", v)
-		}
-	}
-	dir := filepath.Join("testdata", "fuzz", target)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, name), []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestOpenAIAnswerNeedsALiteralChoicesKey: encoding/json matches object keys
