@@ -102,27 +102,10 @@ func (s *Server) anAnswer(ctx *fasthttp.RequestCtx, req *anRequest, p *prompt, f
 	}
 	anSetRateLimit(ctx, anRequestLimit-1, resetIn1s(), r.inputTokens+r.outputTokens)
 	if req.stream() {
-		ev := a.renderStream()
-		switch fault {
-		case FaultMalformed:
-			stream(ctx, ev.broken())
-		case FaultStreamCut, FaultStreamStall:
-			s.cutStream(ctx, ev, fault == FaultStreamStall)
-		default:
-			stream(ctx, ev)
-		}
+		s.sendStream(ctx, a.renderStream(), fault)
 		return
 	}
-	buf := getBuf()
-	defer putBuf(buf)
-	*buf = a.render(*buf)
-	body := *buf
-	if fault == FaultMalformed {
-		body = body[:len(body)/2]
-	}
-	ctx.SetStatusCode(fasthttp.StatusOK)
-	ctx.SetContentType("application/json")
-	ctx.SetBody(body)
+	sendBody(ctx, a.render, fault)
 }
 
 type anAnswerData struct {

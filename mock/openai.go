@@ -111,27 +111,10 @@ func (s *Server) oaAnswer(ctx *fasthttp.RequestCtx, req *oaRequest, p *prompt, f
 	oaSetRateLimit(ctx, oaRequestLimit-1, "6ms")
 	oaSetTokenLimit(ctx, r.inputTokens+a.n*r.outputTokens)
 	if req.stream() {
-		ev := a.renderStream(req.includeUsage())
-		switch fault {
-		case FaultMalformed:
-			stream(ctx, ev.broken())
-		case FaultStreamCut, FaultStreamStall:
-			s.cutStream(ctx, ev, fault == FaultStreamStall)
-		default:
-			stream(ctx, ev)
-		}
+		s.sendStream(ctx, a.renderStream(req.includeUsage()), fault)
 		return
 	}
-	buf := getBuf()
-	defer putBuf(buf)
-	*buf = a.render(*buf)
-	body := *buf
-	if fault == FaultMalformed {
-		body = body[:len(body)/2]
-	}
-	ctx.SetStatusCode(fasthttp.StatusOK)
-	ctx.SetContentType("application/json")
-	ctx.SetBody(body)
+	sendBody(ctx, a.render, fault)
 }
 
 type oaAnswerData struct {

@@ -36,6 +36,35 @@ func setStreamHeaders(ctx *fasthttp.RequestCtx) {
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
 }
 
+// sendStream sends a streamed answer under fault: FaultMalformed breaks its
+// first event, FaultStreamCut and FaultStreamStall cut it after its first
+// events; any other fault (none) sends it whole.
+func (s *Server) sendStream(ctx *fasthttp.RequestCtx, ev *events, fault string) {
+	switch fault {
+	case FaultMalformed:
+		stream(ctx, ev.broken())
+	case FaultStreamCut, FaultStreamStall:
+		s.cutStream(ctx, ev, fault == FaultStreamStall)
+	default:
+		stream(ctx, ev)
+	}
+}
+
+// sendBody sends a 200 JSON answer rendered by render; FaultMalformed cuts
+// it in half.
+func sendBody(ctx *fasthttp.RequestCtx, render func([]byte) []byte, fault string) {
+	buf := getBuf()
+	defer putBuf(buf)
+	*buf = render(*buf)
+	body := *buf
+	if fault == FaultMalformed {
+		body = body[:len(body)/2]
+	}
+	ctx.SetStatusCode(fasthttp.StatusOK)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(body)
+}
+
 // stream sends the events, flushing after each one so that the client sees
 // them as they come. A failed flush means the client left: stop there.
 func stream(ctx *fasthttp.RequestCtx, ev *events) {
