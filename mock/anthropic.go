@@ -47,13 +47,7 @@ func (s *Server) serveAnthropic(ctx *fasthttp.RequestCtx) {
 		anWriteError(ctx, rid, e)
 		return
 	}
-	streamed := req.stream()
-	rule, faulted := s.rules.take(anthropic, streamed)
-	o := outcomeOK
-	if faulted {
-		o = faultOutcomes[rule.Fault]
-	}
-	s.record(ctx, anthropic, o, *req.Model, streamed)
+	rule, faulted := s.takeFault(ctx, anthropic, *req.Model, req.stream())
 	p := req.prompt()
 	if faulted {
 		switch rule.Fault {

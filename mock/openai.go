@@ -46,13 +46,7 @@ func (s *Server) serveOpenAI(ctx *fasthttp.RequestCtx) {
 		oaWriteError(ctx, e)
 		return
 	}
-	streamed := req.stream()
-	rule, faulted := s.rules.take(openai, streamed)
-	o := outcomeOK
-	if faulted {
-		o = faultOutcomes[rule.Fault]
-	}
-	s.record(ctx, openai, o, *req.Model, streamed)
+	rule, faulted := s.takeFault(ctx, openai, *req.Model, req.stream())
 	p := req.prompt()
 	if faulted {
 		switch rule.Fault {

@@ -190,6 +190,18 @@ func (s *Server) Stats() Stats { return s.counts.snapshot() }
 // Log returns the last LogSize requests, oldest first.
 func (s *Server) Log() []LogEntry { return s.log.entries() }
 
+// takeFault takes the fault rule that applies to this call, if any, and
+// records the call with the outcome the rule gives it.
+func (s *Server) takeFault(ctx *fasthttp.RequestCtx, p provider, model string, stream bool) (Rule, bool) {
+	rule, faulted := s.rules.take(p, stream)
+	o := outcomeOK
+	if faulted {
+		o = faultOutcomes[rule.Fault]
+	}
+	s.record(ctx, p, o, model, stream)
+	return rule, faulted
+}
+
 // record counts a request once its outcome is known, and logs it.
 func (s *Server) record(ctx *fasthttp.RequestCtx, p provider, o outcome, model string, stream bool) {
 	s.counts.add(p, o)
