@@ -27,8 +27,11 @@ fuzz:
 	@set -e; for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
 	  for name in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go | sed 's/^func //' | sort); do \
 	    echo "fuzz $$dir $$name $(FUZZTIME)"; \
-	    $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$dir/ 2>&1 | grep -Ev '^(INFO|WARN|ERROR) ' | tail -n 3; \
-	    test $${PIPESTATUS[0]} -eq 0; \
+	    if out=$$($(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$dir/ 2>&1); then \
+	      echo "$$out" | grep -Ev '^(INFO|WARN|ERROR) ' | tail -n 3; \
+	    else \
+	      echo "$$out" | grep -v '^fuzz: elapsed'; exit 1; \
+	    fi; \
 	  done; \
 	done
 
