@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"context"
 	"errors"
 	"net"
 	"sync"
@@ -29,10 +28,11 @@ const watchDelay = 20 * time.Millisecond
 // A client that half-closes its side after sending the request looks gone to
 // this check; HTTP/1.1 clients do not do that in practice.
 //
-// The watch is one struct and one timer: on the request path, which almost
-// always ends before watchDelay, it costs three allocations.
-func watchClient(conn net.Conn, cancel context.CancelFunc) *clientWatch {
-	w := &clientWatch{conn: conn, cancel: cancel}
+// The watch lives in its callCtx and is one timer: on the request path,
+// which almost always ends before watchDelay, it costs two allocations.
+func (c *callCtx) watchClient(conn net.Conn) *clientWatch {
+	w := &c.watch
+	w.conn, w.ctx = conn, c
 	if _, ok := conn.(syscall.Conn); ok {
 		w.timer = time.AfterFunc(watchDelay, w.start)
 	}
@@ -41,9 +41,9 @@ func watchClient(conn net.Conn, cancel context.CancelFunc) *clientWatch {
 
 // clientWatch is one request's watch on its client's connection.
 type clientWatch struct {
-	conn   net.Conn
-	cancel context.CancelFunc
-	timer  *time.Timer // nil when the connection has no socket to watch
+	conn  net.Conn
+	ctx   *callCtx    // cancelled when the client is gone
+	timer *time.Timer // nil when the connection has no socket to watch
 
 	mu      sync.Mutex // guards stopped and done
 	stopped bool
@@ -64,7 +64,7 @@ func (w *clientWatch) start() {
 	w.done = make(chan struct{})
 	w.mu.Unlock()
 	defer close(w.done)
-	peekUntilClosed(rc, w.cancel)
+	peekUntilClosed(rc, w.ctx.cancel)
 }
 
 // stop ends the watch and returns once it no longer touches the connection.
@@ -87,7 +87,7 @@ func (w *clientWatch) stop() {
 
 // peekUntilClosed blocks until the socket is readable or its read deadline
 // passes, and cancels when the peer has closed or reset the connection.
-func peekUntilClosed(rc syscall.RawConn, cancel context.CancelFunc) {
+func peekUntilClosed(rc syscall.RawConn, cancel func()) {
 	var buf [1]byte
 	_ = rc.Read(func(fd uintptr) bool {
 		for {

@@ -351,8 +351,8 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx) {
 		panic(err)
 	}
 
-	rctx, cancel := context.WithCancel(context.Background())
-	res := s.run(ctx.Conn(), rctx, cancel, m, req, targets, start)
+	rctx := newCallCtx()
+	res := s.run(ctx.Conn(), rctx, m, req, targets, start)
 	if res.Stream != nil {
 		// The stream's writer runs after this handler returns and owns
 		// cancel from here on. A stream may flow for minutes: exempt it
@@ -360,7 +360,7 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx) {
 		// arms that deadline after the handler returns (a deadline cleared
 		// by the writer's goroutine could be armed again after it).
 		_ = ctx.SetWriteDeadline(time.Time{})
-		s.writeStream(ctx, id, res, req, cancel, start)
+		s.writeStream(ctx, id, res, req, rctx, start)
 		streamed = true
 		return
 	}
@@ -379,12 +379,12 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx) {
 
 // run drives the engine while watching for the client to leave. The watch
 // ends on every path, a panic included, before the connection is used again.
-func (s *Server) run(conn net.Conn, rctx context.Context, cancel context.CancelFunc, m *fsm.Machine, req *providers.ChatRequest, targets []providers.Target, start time.Time) (res Result) {
-	watch := watchClient(conn, cancel)
+func (s *Server) run(conn net.Conn, rctx *callCtx, m *fsm.Machine, req *providers.ChatRequest, targets []providers.Target, start time.Time) (res Result) {
+	watch := rctx.watchClient(conn)
 	defer func() {
 		watch.stop()
 		if res.Stream == nil {
-			cancel()
+			rctx.cancel()
 		}
 	}()
 	return s.engine.Run(rctx, m, req, targets, start)

@@ -103,7 +103,7 @@ func (h *StreamHandle) Finish(err error, gone bool, latency time.Duration) {
 // writeStream answers a committed stream as OpenAI server-sent events. The
 // body is written by fasthttp after the handler returns, so nothing of ctx is
 // used inside the writer; conn stays valid until the writer is done.
-func (s *Server) writeStream(ctx *fasthttp.RequestCtx, id string, res Result, req *providers.ChatRequest, cancel context.CancelFunc, start time.Time) {
+func (s *Server) writeStream(ctx *fasthttp.RequestCtx, id string, res Result, req *providers.ChatRequest, rctx *callCtx, start time.Time) {
 	ctx.SetStatusCode(fasthttp.StatusOK)
 	ctx.SetContentType("text/event-stream; charset=utf-8")
 	ctx.Response.Header.Set("Cache-Control", "no-cache")
@@ -116,10 +116,11 @@ func (s *Server) writeStream(ctx *fasthttp.RequestCtx, id string, res Result, re
 	heartbeat := s.settings.Server.Heartbeat
 	s.metrics.streamBegan()
 	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
-		sctx, stop := context.WithCancel(context.Background())
-		defer cancel()
+		sctx := newCallCtx()
+		stop := sctx.cancel
+		defer rctx.cancel()
 		defer stop()
-		defer watchClient(conn, stop).stop()
+		defer sctx.watchClient(conn).stop()
 		if conn != nil {
 			// A long stream must not be cut by a write deadline (DESIGN §8).
 			_ = conn.SetWriteDeadline(time.Time{})

@@ -310,10 +310,7 @@ func (u *upstream) send(ctx context.Context, a *attempt, req *fasthttp.Request, 
 		return nil, u.fail(ClassCanceled, 0, "the call was canceled before it started", err)
 	}
 	req.SetUserValue(attemptKey{}, a)
-	stop = noStop
-	if ctx.Done() != nil {
-		stop = context.AfterFunc(ctx, func() { a.abort(ClassCanceled) })
-	}
+	stop = afterFunc(ctx, func() { a.abort(ClassCanceled) })
 	err = u.hc.Do(req, resp)
 	if err != nil {
 		stop()
@@ -328,6 +325,26 @@ func (u *upstream) send(ctx context.Context, a *attempt, req *fasthttp.Request, 
 
 // noStop is the stop of a context that is never done.
 func noStop() bool { return true }
+
+// afterFuncer is a context that runs functions at its end itself, as the
+// pipeline's request context does (package context knows the same
+// interface).
+type afterFuncer interface {
+	AfterFunc(f func()) (stop func() bool)
+}
+
+// afterFunc is context.AfterFunc without its cost where it can be saved: a
+// context that is never done gets noStop, and one that is an afterFuncer
+// keeps f itself instead of through a context made for it.
+func afterFunc(ctx context.Context, f func()) (stop func() bool) {
+	if af, ok := ctx.(afterFuncer); ok {
+		return af.AfterFunc(f)
+	}
+	if ctx.Done() == nil {
+		return noStop
+	}
+	return context.AfterFunc(ctx, f)
+}
 
 // complete makes one non-streamed call. A 2xx body goes to parse, which must
 // copy what it keeps (the body is pooled); a failure to parse is
