@@ -60,6 +60,8 @@ type Server struct {
 	apiKeys        keyring // auth.keys
 	adminKeys      keyring // auth.admin_keys
 
+	watches watchList // client watches waiting for their delay (disconnect.go)
+
 	limiter  atomic.Pointer[connLimiter] // set by Serve
 	draining atomic.Bool                 // set by Shutdown: /readyz answers 503
 }
@@ -380,7 +382,7 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx) {
 // run drives the engine while watching for the client to leave. The watch
 // ends on every path, a panic included, before the connection is used again.
 func (s *Server) run(conn net.Conn, rctx *callCtx, m *fsm.Machine, req *providers.ChatRequest, targets []providers.Target, start time.Time) (res Result) {
-	watch := rctx.watchClient(conn)
+	watch := rctx.watchClient(conn, &s.watches)
 	defer func() {
 		watch.stop()
 		if res.Stream == nil {

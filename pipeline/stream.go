@@ -120,7 +120,7 @@ func (s *Server) writeStream(ctx *fasthttp.RequestCtx, id string, res Result, re
 		stop := sctx.cancel
 		defer rctx.cancel()
 		defer stop()
-		defer sctx.watchClient(conn).stop()
+		defer sctx.watchClient(conn, &s.watches).stop()
 		if conn != nil {
 			// A long stream must not be cut by a write deadline (DESIGN §8).
 			_ = conn.SetWriteDeadline(time.Time{})
