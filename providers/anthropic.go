@@ -20,8 +20,6 @@ type Anthropic struct {
 	name     string
 	up       *upstream
 	settings ProviderSettings
-	key      string
-	version  string
 }
 
 // NewAnthropic builds the adapter for s; zero settings take their defaults.
@@ -36,7 +34,8 @@ func NewAnthropic(name string, s ProviderSettings) (*Anthropic, error) {
 	if s.DefaultMaxTokens <= 0 {
 		s.DefaultMaxTokens = DefaultMaxTokens
 	}
-	return &Anthropic{name: name, up: up, settings: s, key: s.APIKey, version: s.AnthropicVersion}, nil
+	up.setHeads("x-api-key", s.APIKey, "anthropic-version", s.AnthropicVersion)
+	return &Anthropic{name: name, up: up, settings: s}, nil
 }
 
 // Name is the provider's configured name.
@@ -65,8 +64,6 @@ func (p *Anthropic) request(req *ChatRequest, call Call, stream bool) (*fasthttp
 	}
 	r := fasthttp.AcquireRequest()
 	p.up.prepare(r, call, body, stream)
-	r.Header.Set("x-api-key", p.key)
-	r.Header.Set("anthropic-version", p.version)
 	return r, nil
 }
 

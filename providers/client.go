@@ -59,6 +59,14 @@ type upstream struct {
 	hc       *fasthttp.HostClient
 	url      string // the absolute endpoint URL
 	key      string // the API key, only to redact it from errors
+
+	// The heads every call's request starts from, built once by setHeads:
+	// [0] for a plain call, [1] for a stream, and the endpoint's parsed URL.
+	// Copying them costs less than setting, checking and normalising each
+	// header and parsing the URL again for every call. Only read after
+	// setHeads.
+	heads [2]fasthttp.RequestHeader
+	uri   fasthttp.URI
 }
 
 func newUpstream(provider string, s ProviderSettings, path string) (*upstream, error) {
@@ -124,21 +132,44 @@ func dialTCP(addr string, timeout time.Duration) (net.Conn, error) {
 // close closes the idle connections. Calls in flight finish normally.
 func (u *upstream) close() { u.hc.CloseIdleConnections() }
 
-// prepare fills an upstream request with the parts common to both APIs. body
-// must stay unchanged until the call returns.
-func (u *upstream) prepare(req *fasthttp.Request, call Call, body []byte, stream bool) {
-	req.Header.SetMethod(fasthttp.MethodPost)
-	req.SetRequestURI(u.url)
-	req.Header.SetContentType("application/json")
-	if stream {
-		req.Header.Set(fasthttp.HeaderAccept, "text/event-stream")
-	} else {
-		req.Header.Set(fasthttp.HeaderAccept, "application/json")
+// setHeads builds the request heads of every call: the parts common to both
+// APIs and the adapter's own headers, given as key, value pairs (its
+// credentials, its API version).
+func (u *upstream) setHeads(kv ...string) {
+	var r fasthttp.Request
+	for i, accept := range [2]string{"application/json", "text/event-stream"} {
+		r.Reset()
+		r.Header.SetMethod(fasthttp.MethodPost)
+		r.SetRequestURI(u.url)
+		r.Header.SetContentType("application/json")
+		r.Header.Set(fasthttp.HeaderAccept, accept)
+		r.Header.SetUserAgent(u.hc.Name)
+		for j := 0; j+1 < len(kv); j += 2 {
+			r.Header.Set(kv[j], kv[j+1])
+		}
+		r.Header.CopyTo(&u.heads[i])
+		if i == 0 {
+			r.URI().CopyTo(&u.uri)
+		}
 	}
+}
+
+// prepare fills an upstream request from its head. body must stay unchanged
+// until the call returns.
+func (u *upstream) prepare(req *fasthttp.Request, call Call, body []byte, stream bool) {
+	u.heads[b2i(stream)].CopyTo(&req.Header)
+	req.SetURI(&u.uri)
 	if call.RequestID != "" {
 		req.Header.Set("X-Request-ID", call.RequestID)
 	}
 	req.SetBodyRaw(body)
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // attemptKey is the Request user value under which an attempt travels to

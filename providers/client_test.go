@@ -197,8 +197,8 @@ func TestNewAppliesDefaults(t *testing.T) {
 	if p.up.url != "https://api.example.com/prefix/v1/messages" {
 		t.Errorf("url %q", p.up.url)
 	}
-	if p.version != DefaultAnthropicVersion || p.settings.DefaultMaxTokens != DefaultMaxTokens {
-		t.Errorf("version %q, max tokens %d", p.version, p.settings.DefaultMaxTokens)
+	if v := string(p.up.heads[0].Peek("anthropic-version")); v != DefaultAnthropicVersion || p.settings.DefaultMaxTokens != DefaultMaxTokens {
+		t.Errorf("version %q, max tokens %d", v, p.settings.DefaultMaxTokens)
 	}
 }
 

@@ -25,7 +25,6 @@ const openAIPath = "/v1/chat/completions"
 type OpenAI struct {
 	name string
 	up   *upstream
-	auth string // "Bearer KEY"
 }
 
 // NewOpenAI builds the adapter for s; zero settings take their defaults.
@@ -34,7 +33,8 @@ func NewOpenAI(name string, s ProviderSettings) (*OpenAI, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &OpenAI{name: name, up: up, auth: "Bearer " + s.APIKey}, nil
+	up.setHeads(fasthttp.HeaderAuthorization, "Bearer "+s.APIKey)
+	return &OpenAI{name: name, up: up}, nil
 }
 
 // Name is the provider's configured name.
@@ -53,7 +53,6 @@ func (p *OpenAI) request(req *ChatRequest, call Call, stream bool) (*fasthttp.Re
 	}
 	r := fasthttp.AcquireRequest()
 	p.up.prepare(r, call, body, stream)
-	r.Header.Set(fasthttp.HeaderAuthorization, p.auth)
 	return r, nil
 }
 
