@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -179,7 +180,7 @@ func explainRule(tag, param string, kind reflect.Kind, value any) string {
 	case "lte":
 		return fmt.Sprintf("must be at most %s, got %v", param, deref(value))
 	case "oneof":
-		return fmt.Sprintf("must be one of %s, got %q", strings.ReplaceAll(param, " ", ", "), fmt.Sprint(value))
+		return "must be one of " + strings.ReplaceAll(param, " ", ", ") + ", got " + strconv.Quote(sprint(value))
 	case "tool_call_id":
 		return "is required for a tool message"
 	case "content":
@@ -187,7 +188,7 @@ func explainRule(tag, param string, kind reflect.Kind, value any) string {
 	case "parts":
 		return "must be a non-empty array of parts"
 	case "part_type":
-		return fmt.Sprintf("part type %q is not allowed here (%s)", fmt.Sprint(value), param)
+		return "part type " + strconv.Quote(sprint(value)) + " is not allowed here (" + param + ")"
 	case "logprobs":
 		return "requires logprobs: true"
 	case "stream":
@@ -228,12 +229,20 @@ type messageProblem struct {
 // messageRoles are the roles a message may have.
 const messageRoles = "developer system user assistant tool"
 
+// sprint is fmt.Sprint without its cost for the strings the rules report.
+func sprint(v any) string {
+	if s, ok := v.(string); ok {
+		return s
+	}
+	return fmt.Sprint(v)
+}
+
 // firstMessageProblem checks the messages in order, each one's role first,
 // then the rules that span its fields.
 func firstMessageProblem(msgs *[]providers.Message) (messageProblem, bool) {
 	for i := range *msgs {
 		m := &(*msgs)[i]
-		field := func(name string) string { return fmt.Sprintf("messages[%d].%s", i, name) }
+		field := func(name string) string { return "messages[" + strconv.Itoa(i) + "]." + name }
 		switch m.Role {
 		case "developer", "system", "user", "assistant", "tool":
 		case "":

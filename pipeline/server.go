@@ -346,7 +346,8 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx) {
 		if _, err := m.FireAt(ctx, fsm.EventReject, fsm.Detail{Status: ae.Status, Reason: ae.Reason}, decoded); err != nil {
 			panic(err)
 		}
-		writeError(ctx, id, ae, 0, s.clock.Now().Sub(start))
+		end = decoded // the answer was known then
+		writeError(ctx, id, ae, 0, end.Sub(start))
 		return
 	}
 	if _, err := m.FireAt(ctx, fsm.EventValidate, fsm.Detail{}, decoded); err != nil {
