@@ -165,7 +165,7 @@ func NewMetrics(providerNames []string, breakers map[string]*providers.Breaker, 
 		func() float64 { return float64(m.inFlight.Load()) })
 	f.gaugeFunc("gateway_streams_in_flight", "Streamed answers flowing to clients.",
 		func() float64 { return float64(m.streamsInFlight.Load()) })
-	m.panics = f.counter("gateway_panics_total", "Handler panics recovered and answered with a 500.")
+	m.panics = f.counter("gateway_panics_total", "Panics recovered: a handler's answered with a 500, a begun stream's ended with an error event.")
 
 	auth := f.counterVec("gateway_auth_failures_total",
 		"Requests refused by gateway auth (401), by scope (api: /v1/*; admin: /admin/* and /metrics) and reason (missing or invalid key).",

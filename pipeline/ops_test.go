@@ -560,10 +560,95 @@ func (p panickyProvider) Complete(ctx context.Context, req *providers.ChatReques
 }
 
 func (p panickyProvider) Stream(ctx context.Context, req *providers.ChatRequest, call providers.Call) (providers.Stream, error) {
+	text := req.Messages[len(req.Messages)-1].Content.PlainText()
+	if how, ok := strings.CutPrefix(text, "PANIC-LATER-"); ok {
+		st, err := p.Provider.Stream(ctx, req, call)
+		if err != nil {
+			return nil, err
+		}
+		return &panickyStream{Stream: st, how: how}, nil
+	}
 	if panics(req) {
 		panic("stream boom")
 	}
 	return p.Provider.Stream(ctx, req, call)
+}
+
+// panickyStream breaks after the first chunk, once the handler has returned
+// and the stream runs on its own goroutines: "read" panics in Next (the
+// reader's goroutine); "write" returns no chunk and no error, which the
+// writer's goroutine then dereferences.
+type panickyStream struct {
+	providers.Stream
+	how string
+	n   int
+}
+
+func (s *panickyStream) Next(ctx context.Context, idle time.Duration) (*providers.Chunk, error) {
+	if s.n++; s.n == 2 {
+		if s.how == "read" {
+			panic("reader boom")
+		}
+		return nil, nil
+	}
+	return s.Stream.Next(ctx, idle)
+}
+
+func TestStreamPanicAfterTheFirstChunkEndsThatStreamOnly(t *testing.T) {
+	g := startOps(t, opsOptions{wrap: func(p providers.Provider) providers.Provider { return panickyProvider{p} }})
+	for _, tc := range []struct{ how, panic string }{
+		{"read", "reader boom"},
+		{"write", "nil pointer dereference"},
+	} {
+		t.Run(tc.how, func(t *testing.T) {
+			id := "stream-panic-" + tc.how
+			a := g.do("POST", "/v1/chat/completions",
+				`{"model":"gpt-4","stream":true,"messages":[{"role":"user","content":"PANIC-LATER-`+tc.how+`"}]}`, "X-Request-ID", id)
+			events := strings.Split(strings.TrimSpace(a.body), "\n\n")
+			if a.status != 200 || len(events) != 2 || !strings.HasPrefix(events[0], "data: {") {
+				t.Fatalf("got %d, %d events:\n%s", a.status, len(events), a.body)
+			}
+			var e struct {
+				Error     struct{ Message, Type, Code string }
+				RequestID string `json:"request_id"`
+			}
+			data, _ := strings.CutPrefix(events[1], "data: ")
+			if err := json.Unmarshal([]byte(data), &e); err != nil || e.Error.Type != "server_error" ||
+				e.Error.Code != "internal_error" || e.RequestID != id {
+				t.Fatalf("the last event %q: %v", events[1], err)
+			}
+			lines := g.lines("action=panic", "request_id="+id)
+			if len(lines) != 1 || !strings.HasPrefix(lines[0], "ERROR") || !strings.Contains(lines[0], tc.panic) ||
+				!strings.Contains(lines[0], "stream=true") {
+				t.Fatalf("panic line %v", lines)
+			}
+			t.Log(lines[0])
+			if tc.how == "read" && !strings.Contains(lines[0], "ops_test.go") {
+				t.Fatalf("the stack does not name where the reader panicked: %s", lines[0])
+			}
+			expectJourney(t, g.journey(id), "received", "validated", "attempt", "panic", "gave_up")
+			if gave := g.lines("request_id="+id, "action=gave_up"); !strings.Contains(gave[0], "status=500") || !strings.Contains(gave[0], "reason=panic") {
+				t.Fatalf("give_up %v", gave)
+			}
+			if a := g.do("POST", "/v1/chat/completions", `{"model":"gpt-4","stream":true,"messages":[{"role":"user","content":"hi"}]}`); a.status != 200 || !strings.HasSuffix(strings.TrimSpace(a.body), "data: [DONE]") {
+				t.Fatalf("the next stream: %d %s", a.status, a.body)
+			}
+		})
+	}
+	if s := g.srv.Breakers()["openai"].Snapshot(); s.State != "closed" || s.Failures != 0 || s.InFlightProbes != 0 {
+		t.Fatalf("a panic is not the provider's failure: %+v", s)
+	}
+	m := g.scrape()
+	for name, want := range map[string]float64{"gateway_panics_total": 2, "gateway_requests_in_flight": 0, "gateway_streams_in_flight": 0} {
+		if v, _ := metricValue(m, name); v != want {
+			t.Errorf("%s = %v, want %v", name, v, want)
+		}
+	}
+	g.srv.Journal().Flush()
+	rep, err := pipeline.Replay(strings.NewReader(g.log.String()), pipeline.ReplayOptions{})
+	if err != nil || rep.Err() != nil {
+		t.Fatalf("replay: %v %v", err, rep.Err())
+	}
 }
 
 func TestHandlerPanicIsAnswered500AndTheGatewayKeepsServing(t *testing.T) {

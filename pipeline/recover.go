@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"path/filepath"
@@ -11,17 +12,18 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/llm-gateway/gateway/fsm"
+	"github.com/llm-gateway/gateway/providers/jsonenc"
 )
 
 // fasthttp does not recover panics (DESIGN §8): one would take the whole
 // process down, every request in flight with it. The handlers defer a
 // recover that calls panicked.
 //
-// What is covered: the handler's goroutine, which runs decoding, the engine
-// (every provider call of a plain request, and a stream's opening up to its
-// first chunk) and the answer. What is not: the goroutines a stream runs on
-// after its handler returned (its writer and its upstream reader); a panic
-// there still ends the process.
+// The handler's goroutine runs decoding, the engine (every provider call of
+// a plain request, and a stream's opening up to its first chunk) and the
+// answer. A stream that has begun runs on two goroutines of its own after the
+// handler returned, its writer and its upstream reader; the writer recovers
+// both (streamPanicked), since a stream's status line is already sent.
 
 // panicked answers a recovered panic with a 500 in the OpenAI error shape,
 // logs it at ERROR with the request ID and a short stack, and ends the
@@ -45,6 +47,60 @@ func (s *Server) panicked(ctx *fasthttp.RequestCtx, id string, m *fsm.Machine, v
 	ctx.Response.Reset()
 	writeError(ctx, id, &apiError{Status: 500, Type: typeServer, Code: "internal_error",
 		Message: "the gateway failed while serving this request; the failure is logged with its request ID"}, 0, latency)
+}
+
+// recovered is a panic caught on one of a stream's goroutines, with the
+// stack of where it happened, on its way to the writer's recover.
+type recovered struct {
+	value any
+	stack string
+}
+
+// caught wraps a recovered value, once: a panic passed on keeps the stack of
+// where it began. Call it from the deferred function that recovered.
+func caught(v any) *recovered {
+	if p, ok := v.(*recovered); ok {
+		return p
+	}
+	return &recovered{value: v, stack: panicStack(8)}
+}
+
+// streamPanicked ends a stream whose writer or reader panicked. The client
+// already has a 200 and perhaps some chunks, so it gets an OpenAI error event
+// (which the SDKs raise) and the body ends, without [DONE]. Unless the stream
+// had already ended (ended), the machine gives up with status 500 and reason
+// panic, and the upstream stream and breaker permit are let go as for a
+// client that left: a panic of the gateway is not the provider's failure.
+func (s *Server) streamPanicked(w *bufio.Writer, id string, h *StreamHandle, p *recovered, ended bool, start time.Time) {
+	s.metrics.panicked()
+	s.journal.Message(levelError, "panic", "request_id", id, "path", "/v1/chat/completions", "stream", "true",
+		"panic", truncate(fmt.Sprint(p.value), 300), "stack", p.stack)
+	safely(func() {
+		out := []byte(`{"error":{"message":"the gateway failed while streaming this answer; the failure is logged with its request ID",` +
+			`"type":"server_error","param":null,"code":"internal_error"},"request_id":`)
+		out = jsonenc.AppendString(out, id)
+		out = append(out, '}')
+		cw := chunkWriter{w: w}
+		_ = cw.event(out)
+	})
+	if ended {
+		return
+	}
+	r := h.r
+	safely(func() { _ = r.stream.Close() })
+	safely(r.permit.Release)
+	endAfterPanic(r.m)
+	safely(func() {
+		s.metrics.requestEnded(false, true, s.clock.Now().Sub(start))
+		r.m.Release()
+		s.metrics.streamEnded()
+	})
+}
+
+// safely runs f, dropping a panic: the cleanup of a panic must not panic out.
+func safely(f func()) {
+	defer func() { _ = recover() }()
+	f()
 }
 
 // endAfterPanic fires the terminal event of a machine that a panic left

@@ -116,6 +116,15 @@ func (s *Server) writeStream(ctx *fasthttp.RequestCtx, id string, res Result, re
 	heartbeat := s.settings.Server.Heartbeat
 	s.metrics.streamBegan()
 	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
+		// This runs on a goroutine of its own, outside the handler's
+		// recover: a panic here or on the stream's reader ends this
+		// request, not the process.
+		ended := false
+		defer func() {
+			if v := recover(); v != nil {
+				s.streamPanicked(w, id, res.Stream, caught(v), ended, start)
+			}
+		}()
 		sctx := newCallCtx()
 		stop := sctx.cancel
 		defer rctx.cancel()
@@ -126,6 +135,7 @@ func (s *Server) writeStream(ctx *fasthttp.RequestCtx, id string, res Result, re
 			_ = conn.SetWriteDeadline(time.Time{})
 		}
 		err, gone := pump(sctx, stop, w, res.Stream, includeUsage, s.settings.Policy.StreamContinuation, heartbeat)
+		ended = true
 		res.Stream.Finish(err, gone, s.clock.Now().Sub(start))
 		s.metrics.requestEnded(res.Stream.r.m.State() == fsm.Succeeded, true, s.clock.Now().Sub(start))
 		res.Stream.r.m.Release()
@@ -133,9 +143,12 @@ func (s *Server) writeStream(ctx *fasthttp.RequestCtx, id string, res Result, re
 	})
 }
 
+// chunkOrErr is what the reader hands the writer: a chunk, the error that
+// ended the stream (io.EOF at a clean end), or a panic of the reader.
 type chunkOrErr struct {
-	c   *providers.Chunk
-	err error
+	c     *providers.Chunk
+	err   error
+	panic *recovered
 }
 
 // pump forwards chunks until the upstream ends or fails, or the client
@@ -175,12 +188,22 @@ func pump(ctx context.Context, stop context.CancelFunc, w *bufio.Writer, h *Stre
 // segment forwards the chunks of the current upstream stream. One reader
 // goroutine turns the blocking Next into a channel, so the writer can send
 // heartbeats while the upstream is quiet; segment always waits for it to end.
+//
+// A panic of the reader is handed to the writer, which panics with it; a
+// panic of the writer stops the reader and waits for it. Either way it
+// reaches the writer's recover (streamPanicked) with the reader gone.
 func segment(ctx context.Context, stop context.CancelFunc, fwd *chunkWriter, h *StreamHandle, tick <-chan time.Time) (error, bool) {
 	ch := make(chan chunkOrErr, 8)
 	go func() {
+		defer close(ch)
+		defer func() {
+			if v := recover(); v != nil {
+				ch <- chunkOrErr{panic: caught(v)}
+			}
+		}()
 		for {
 			c, err := h.Next(ctx)
-			ch <- chunkOrErr{c, err}
+			ch <- chunkOrErr{c: c, err: err}
 			if err != nil {
 				return
 			}
@@ -189,17 +212,23 @@ func segment(ctx context.Context, stop context.CancelFunc, fwd *chunkWriter, h *
 	// clientLeft stops the upstream read and waits for the reader.
 	clientLeft := func() (error, bool) {
 		stop()
-		for item := range ch {
-			if item.err != nil {
-				break
-			}
+		for range ch {
 		}
 		return nil, true
 	}
+	defer func() {
+		if v := recover(); v != nil {
+			p := caught(v)
+			clientLeft()
+			panic(p)
+		}
+	}()
 	for {
 		select {
 		case item := <-ch:
 			switch {
+			case item.panic != nil:
+				panic(item.panic)
 			case errors.Is(item.err, io.EOF):
 				if fwd.includeUsage && fwd.usage != nil {
 					if fwd.usageChunk() != nil {
