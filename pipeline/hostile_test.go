@@ -324,6 +324,11 @@ func hostileCheck(tc hostileCase, res hostileResult) error {
 	if len(*body.RequestID) > 128 {
 		return fmt.Errorf("a request id of %d bytes was echoed", len(*body.RequestID))
 	}
+	// Every answer names its request, even one fasthttp refused before the
+	// handler (431, a malformed request line) or a 404/405.
+	if id := *body.RequestID; id == "" || res.header.Get("X-Request-ID") != id {
+		return fmt.Errorf("request_id %q, X-Request-ID header %q", id, res.header.Get("X-Request-ID"))
+	}
 	return nil
 }
 

@@ -281,14 +281,14 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		}
 		s.metricsHandler(ctx)
 	default:
-		writeError(ctx, "", &apiError{Status: 404, Type: typeInvalidRequest, Code: "unknown_url",
+		writeError(ctx, requestID(ctx), &apiError{Status: 404, Type: typeInvalidRequest, Code: "unknown_url",
 			Message: fmt.Sprintf("unknown path %s; the gateway serves POST /v1/chat/completions", truncate(string(ctx.Path()), 200))}, 0, 0)
 	}
 }
 
 func methodNotAllowed(ctx *fasthttp.RequestCtx, allow string) {
 	ctx.Response.Header.Set("Allow", allow)
-	writeError(ctx, "", &apiError{Status: 405, Type: typeInvalidRequest, Code: "method_not_allowed",
+	writeError(ctx, requestID(ctx), &apiError{Status: 405, Type: typeInvalidRequest, Code: "method_not_allowed",
 		Message: fmt.Sprintf("method %s is not allowed on %s; use %s", ctx.Method(), ctx.Path(), allow)}, 0, 0)
 }
 
@@ -416,7 +416,9 @@ func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
 	}
 	s.metrics.transportError(ae.Status)
 	ctx.SetConnectionClose()
-	writeError(ctx, "", ae, 0, 0)
+	// The header may not have been read (431, a malformed request line);
+	// requestID then mints one, so every answer still carries an ID.
+	writeError(ctx, requestID(ctx), ae, 0, 0)
 }
 
 // requestID keeps a valid incoming X-Request-ID or mints one.
