@@ -241,7 +241,7 @@ func hostileCorpus() []hostileCase {
 		{name: "protocol/garbage_request_line", write: hostileSend("HELLO\r\n\r\n"), want: []int{400}, closed: true},
 		{name: "protocol/nul_in_the_request_line", write: hostileSend("POST /v1/chat\x00/completions HTTP/1.1\r\nHost: gw\r\n\r\n"), want: []int{400, 404}, closed: true},
 		{name: "protocol/http2_preface", write: hostileSend("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), want: []int{400, 404, 405}, closed: true},
-		{name: "protocol/tls_client_hello", write: hostileSend("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + strings.Repeat("\x00", 64)), want: []int{400, 408}, closed: true},
+		{name: "protocol/tls_client_hello", write: hostileSend("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + strings.Repeat("\x00", 64)), want: []int{400}, code: "tls_on_plain_http", closed: true},
 		// Pace: slower than read_timeout, or gone halfway.
 		{name: "pace/slowloris_headers", write: hostileTrickle("POST /v1/chat/completions HTTP/1.1\r\n", "Host: gw\r\nContent-Type: application/json\r\nX-Slow: "+strings.Repeat("s", 100), 100*time.Millisecond), want: []int{408}, closed: true},
 		{name: "pace/slow_body", write: hostileTrickle("POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n", strings.Repeat(" ", 200), 100*time.Millisecond), want: []int{408}, closed: true},

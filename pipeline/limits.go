@@ -58,6 +58,7 @@ type connLimiter struct {
 	net.Listener
 	max, maxPerIP int
 	onReject      func(perIP bool)
+	onTLS         func()    // a connection that opened with a TLS handshake
 	answers       [2][]byte // the refusals, rendered once: [per ip?]
 
 	open      atomic.Int64
@@ -70,9 +71,9 @@ type connLimiter struct {
 
 func newConnLimiter(ln net.Listener, max, maxPerIP int, onReject func(perIP bool)) *connLimiter {
 	l := &connLimiter{Listener: ln, max: max, maxPerIP: maxPerIP, onReject: onReject, perIP: make(map[string]int)}
-	l.answers[0] = rawErrorAnswer(&apiError{Status: 503, Type: typeServer, Code: "too_many_connections", RetryAfter: time.Second,
+	l.answers[0] = rawErrorAnswer("", &apiError{Status: 503, Type: typeServer, Code: "too_many_connections", RetryAfter: time.Second,
 		Message: fmt.Sprintf("the gateway is serving its maximum of %d connections (server.max_conns); retry shortly", max)})
-	l.answers[1] = rawErrorAnswer(&apiError{Status: 429, Type: typeRateLimit, Code: "too_many_connections", RetryAfter: time.Second,
+	l.answers[1] = rawErrorAnswer("", &apiError{Status: 429, Type: typeRateLimit, Code: "too_many_connections", RetryAfter: time.Second,
 		Message: fmt.Sprintf("this address has %d connections open, the most allowed (server.max_conns_per_ip); reuse a connection or retry shortly", maxPerIP)})
 	return l
 }
@@ -166,9 +167,9 @@ func (l *connLimiter) reject(c net.Conn, perIP bool) {
 
 // rawErrorAnswer renders a whole HTTP/1.1 answer in the OpenAI error shape,
 // for a connection that never reaches fasthttp.
-func rawErrorAnswer(ae *apiError) []byte {
+func rawErrorAnswer(id string, ae *apiError) []byte {
 	var ctx fasthttp.RequestCtx
-	writeError(&ctx, "", ae, 0, 0)
+	writeError(&ctx, id, ae, 0, 0)
 	ctx.Response.Header.SetConnectionClose()
 	var b bytes.Buffer
 	w := bufio.NewWriter(&b)
@@ -183,6 +184,45 @@ type limitedConn struct {
 	l    *connLimiter
 	ip   string
 	once sync.Once
+	read bool // the first bytes were checked
+}
+
+// errTLSOnPlainPort ends a connection that opened with a TLS handshake.
+var errTLSOnPlainPort = errors.New("a TLS handshake on the plain-HTTP port")
+
+// Read checks a connection's first byte once. A client configured with
+// https:// sends a TLS ClientHello, a record that starts with 0x16; no HTTP
+// request starts with that control byte. Unless a line feed happens to be
+// among its bytes, fasthttp waits read_timeout (30 s by default) for the end
+// of a request line that never comes, and the client hangs that long.
+// It is answered at once with a plain 400 instead (which a TLS client reports
+// as a protocol error, "wrong version number" in OpenSSL's words), and the
+// read fails, which fasthttp takes as a connection that sent nothing.
+func (c *limitedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if !c.read && n > 0 {
+		c.read = true
+		if p[0] == 0x16 {
+			c.refuseTLS()
+			return 0, errTLSOnPlainPort
+		}
+	}
+	return n, err
+}
+
+func (c *limitedConn) refuseTLS() {
+	if c.l.onTLS != nil {
+		c.l.onTLS()
+	}
+	answer := rawErrorAnswer(newRequestID(), &apiError{Status: 400, Type: typeInvalidRequest, Code: "tls_on_plain_http",
+		Message: "this port speaks plain HTTP/1.1, not TLS: use an http:// base URL"})
+	_ = c.Conn.SetDeadline(time.Now().Add(rejectLinger))
+	_, _ = c.Conn.Write(answer)
+	// Half-close and read what the client still sends, so that closing
+	// with unread bytes does not reset the connection before the answer
+	// is read; bounded in time and size.
+	_ = c.CloseWrite()
+	_, _ = io.Copy(io.Discard, io.LimitReader(c.Conn, 64<<10))
 }
 
 func (c *limitedConn) Close() error {

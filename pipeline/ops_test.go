@@ -2,7 +2,9 @@ package pipeline_test
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"strings"
@@ -758,5 +760,48 @@ func TestShutdownReportsRequestsStillRunningAtTheDrainTimeout(t *testing.T) {
 	// have exited with status 1.
 	if status := <-done; status != 200 {
 		t.Fatalf("the request left running got %d", status)
+	}
+}
+
+// A client configured with https:// for this plain-HTTP port fails its
+// handshake at once. fasthttp alone refused a ClientHello only when one of
+// its bytes happened to be a line feed (Go's has one, in its cipher-suite
+// list: the first half); one without waited read_timeout (30 s here) for the
+// end of a request line (the second half).
+func TestTLSClientOnThePlainPortFailsAtOnce(t *testing.T) {
+	g := startOps(t, opsOptions{})
+	raw, err := net.Dial("tcp", g.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	// Well under read_timeout: without the refusal, this deadline is what
+	// ends the handshake, as a timeout.
+	_ = raw.SetDeadline(time.Now().Add(10 * time.Second))
+	err = tls.Client(raw, &tls.Config{ServerName: "gw", InsecureSkipVerify: true}).Handshake()
+	var ne net.Error
+	if err == nil || errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("handshake: %v, want a refusal before the deadline", err)
+	}
+	t.Log(err)
+	// A handshake record with no line feed in it; the answer is a 400.
+	conn, err := net.Dial("tcp", g.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Write([]byte("\x16\x03\x01\x00\x05hello")); err != nil {
+		t.Fatal(err)
+	}
+	a := readAnswer(t, conn)
+	if a.status != 400 || !strings.Contains(a.body, `"code":"tls_on_plain_http"`) || a.header.Get("X-Request-ID") == "" {
+		t.Fatalf("got %d %v %s", a.status, a.header, a.body)
+	}
+	if v, _ := metricValue(g.scrape(), "gateway_transport_errors_total", "status", "400"); v != 2 {
+		t.Fatalf("transport errors with status 400: %v, want 2", v)
+	}
+	if a := g.post(hello); a.status != 200 {
+		t.Fatalf("after: %d %s", a.status, a.raw)
 	}
 }
