@@ -58,8 +58,8 @@ type connLimiter struct {
 	net.Listener
 	max, maxPerIP int
 	onReject      func(perIP bool)
-	onTLS         func()    // a connection that opened with a TLS handshake
-	answers       [2][]byte // the refusals, rendered once: [per ip?]
+	onRefuse      func(status int) // a connection refused on its first bytes
+	answers       [2][]byte        // the refusals, rendered once: [per ip?]
 
 	open      atomic.Int64
 	closeOnce sync.Once
@@ -187,37 +187,58 @@ type limitedConn struct {
 	read bool // the first bytes were checked
 }
 
-// errTLSOnPlainPort ends a connection that opened with a TLS handshake.
-var errTLSOnPlainPort = errors.New("a TLS handshake on the plain-HTTP port")
+// errRefused ends a connection refused on its first bytes (refuseFirst).
+var errRefused = errors.New("the connection's first bytes are not an HTTP/1.1 request")
 
-// Read checks a connection's first byte once. A client configured with
-// https:// sends a TLS ClientHello, a record that starts with 0x16; no HTTP
-// request starts with that control byte. Unless a line feed happens to be
-// among its bytes, fasthttp waits read_timeout (30 s by default) for the end
-// of a request line that never comes, and the client hangs that long.
-// It is answered at once with a plain 400 instead (which a TLS client reports
-// as a protocol error, "wrong version number" in OpenSSL's words), and the
-// read fails, which fasthttp takes as a connection that sent nothing.
+// Read checks a connection's first bytes once, for two mistakes that fasthttp
+// would otherwise answer only after read_timeout (30 s by default), the
+// client hanging all that time:
+//
+//   - A TLS handshake: a client configured with https:// sends a ClientHello,
+//     a record that starts with 0x16, which no HTTP request starts with.
+//     Unless a line feed happens to be among its bytes, fasthttp waits for
+//     the end of a request line that never comes. The 400 is reported by the
+//     TLS client as a protocol error ("wrong version number" in OpenSSL's
+//     words).
+//   - A request line that ends in a bare LF (a request typed into nc):
+//     fasthttp reads the line, then waits for a CRLF CRLF that never comes.
+//
+// The refusal is a plain 400 at once; the read then fails, which fasthttp
+// takes as a connection that sent nothing. Only a connection's first read is
+// looked at, so a request line split across reads goes to fasthttp as before.
 func (c *limitedConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if !c.read && n > 0 {
 		c.read = true
-		if p[0] == 0x16 {
-			c.refuseTLS()
-			return 0, errTLSOnPlainPort
+		if ae := firstBytesRefusal(p[:n]); ae != nil {
+			c.refuse(ae)
+			return 0, errRefused
 		}
 	}
 	return n, err
 }
 
-func (c *limitedConn) refuseTLS() {
-	if c.l.onTLS != nil {
-		c.l.onTLS()
+// firstBytesRefusal is the answer to a connection's first bytes b, or nil
+// when they may be a request.
+func firstBytesRefusal(b []byte) *apiError {
+	if b[0] == 0x16 {
+		return &apiError{Status: 400, Type: typeInvalidRequest, Code: "tls_on_plain_http",
+			Message: "this port speaks plain HTTP/1.1, not TLS: use an http:// base URL"}
 	}
-	answer := rawErrorAnswer(newRequestID(), &apiError{Status: 400, Type: typeInvalidRequest, Code: "tls_on_plain_http",
-		Message: "this port speaks plain HTTP/1.1, not TLS: use an http:// base URL"})
+	if i := bytes.IndexByte(b, '\n'); i > 0 && b[i-1] != '\r' {
+		return &apiError{Status: 400, Type: typeInvalidRequest, Code: "bare_lf",
+			Message: "the request line ends in a bare LF; HTTP/1.1 lines end in CRLF (\\r\\n)"}
+	}
+	return nil
+}
+
+// refuse answers ae with a fresh request ID and closes the sending side.
+func (c *limitedConn) refuse(ae *apiError) {
+	if c.l.onRefuse != nil {
+		c.l.onRefuse(ae.Status)
+	}
 	_ = c.Conn.SetDeadline(time.Now().Add(rejectLinger))
-	_, _ = c.Conn.Write(answer)
+	_, _ = c.Conn.Write(rawErrorAnswer(newRequestID(), ae))
 	// Half-close and read what the client still sends, so that closing
 	// with unread bytes does not reset the connection before the answer
 	// is read; bounded in time and size.

@@ -197,7 +197,7 @@ func (s *Server) Breakers() map[string]*providers.Breaker { return s.breakers }
 // closed again.
 func (s *Server) Serve(ln net.Listener) error {
 	l := newConnLimiter(ln, s.settings.Server.MaxConns, s.settings.Server.MaxConnsPerIP, s.metrics.connRejected)
-	l.onTLS = func() { s.metrics.transportError(400) }
+	l.onRefuse = s.metrics.transportError
 	s.limiter.Store(l)
 	if s.draining.Load() {
 		// Shutdown came first: it will not find this listener in fasthttp.
