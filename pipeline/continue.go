@@ -72,7 +72,7 @@ func (h *StreamHandle) resume(ctx context.Context, err error, sofar string) (ski
 		var first *providers.Chunk
 		if serr == nil {
 			first, serr = st.Next(ctx, r.e.policy.StreamIdleTimeout)
-			if errors.Is(serr, io.EOF) {
+			if serr == io.EOF { // the clean end itself; see segment
 				serr = &providers.Error{Class: providers.ClassMalformed, Provider: t.Provider, Message: "the stream ended before its first chunk"}
 			}
 			if serr != nil {

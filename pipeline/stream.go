@@ -42,7 +42,7 @@ func (r *run) openStream(t providers.Target, permit *providers.Permit, timeout t
 	var first *providers.Chunk
 	if err == nil {
 		first, err = st.Next(r.ctx, r.e.policy.StreamIdleTimeout)
-		if errors.Is(err, io.EOF) {
+		if err == io.EOF { // the clean end itself; see segment
 			err = &providers.Error{Class: providers.ClassMalformed, Provider: t.Provider, Message: "the stream ended before its first chunk"}
 		}
 		if err != nil {
@@ -229,7 +229,11 @@ func segment(ctx context.Context, stop context.CancelFunc, fwd *chunkWriter, h *
 			switch {
 			case item.panic != nil:
 				panic(item.panic)
-			case errors.Is(item.err, io.EOF):
+			case item.err == io.EOF:
+				// io.EOF itself is the upstream's own end ([DONE],
+				// message_stop). A *providers.Error that wraps an io.EOF is
+				// a body that ended before it, cleanly framed or not: a
+				// truncated answer, never to be passed off as complete.
 				if fwd.includeUsage && fwd.usage != nil {
 					if fwd.usageChunk() != nil {
 						return nil, false // the answer was complete; the client left during [DONE]

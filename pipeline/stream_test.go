@@ -2,13 +2,17 @@ package pipeline_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/openai/openai-go/v3"
+	"github.com/valyala/fasthttp"
 
 	"github.com/llm-gateway/gateway/mock"
 	"github.com/llm-gateway/gateway/pipeline/config"
@@ -231,5 +235,69 @@ func TestStreamContinuationIsOffByDefault(t *testing.T) {
 	out := rawStream(t, g, `{"model":"gpt-4","stream":true,"messages":[{"role":"user","content":"one two three four five six"}]}`)
 	if !strings.Contains(out, `"error"`) || g.mock.Stats().Requests("anthropic") != 0 {
 		t.Fatalf("without the switch a cut stream must end with an error and no continuation:\n%s", out)
+	}
+}
+
+// truncatedStreams serves streams that end before the provider's own end
+// ([DONE] for OpenAI, message_stop for Anthropic): after a role chunk and
+// one text chunk the body ends, cleanly framed ("chunked": the chunked
+// terminator) or by closing a connection that has no length ("close"). The
+// request's last message names the framing.
+func truncatedStreams(t *testing.T) string {
+	openaiEvents := `data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}` + "\n\n" +
+		`data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{"content":"part1"},"finish_reason":null}]}` + "\n\n"
+	anthropicEvents := "event: message_start\n" + `data: {"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude-3-5-sonnet-20241022","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":5,"output_tokens":1}}}` + "\n\n" +
+		"event: content_block_start\n" + `data: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}` + "\n\n" +
+		"event: content_block_delta\n" + `data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"part1"}}` + "\n\n"
+	return mock.RawUpstream(t, func(_ context.Context, c net.Conn) {
+		r := bufio.NewReader(c)
+		for {
+			var req fasthttp.Request
+			if err := req.Read(r); err != nil {
+				return
+			}
+			events := openaiEvents
+			if string(req.URI().Path()) == "/v1/messages" {
+				events = anthropicEvents
+			}
+			if bytes.Contains(req.Body(), []byte("close")) {
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"+events)
+				return
+			}
+			if _, err := fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n", len(events), events); err != nil {
+				return
+			}
+		}
+	})
+}
+
+// A stream whose body ends before the provider's end marker is a truncated
+// answer, however cleanly its body ends: the client gets an error event, not
+// [DONE]; the journal a give_up; the breaker a failure.
+func TestStreamThatEndsBeforeItsEndMarkerIsAFailure(t *testing.T) {
+	up := truncatedStreams(t)
+	g := startGateway(t, func(c *config.Config) {
+		relBaseURL(c, "openai", up)
+		relBaseURL(c, "anthropic", up)
+	})
+	for _, model := range []string{"gpt-4", "claude-3-5-sonnet"} {
+		for _, framing := range []string{"chunked", "close"} {
+			out := rawStream(t, g, `{"model":"`+model+`","stream":true,"messages":[{"role":"user","content":"`+framing+`"}]}`)
+			if !strings.Contains(out, "part1") || strings.Contains(out, "[DONE]") ||
+				!strings.Contains(out, `"code":"upstream_server"`) || !strings.Contains(out, "ended early") {
+				t.Fatalf("%s, %s: a truncated stream was not ended with an error event:\n%s", model, framing, out)
+			}
+		}
+	}
+	if gave := g.waitLines("action=gave_up", "reason=stream_failed"); len(gave) != 4 {
+		t.Fatalf("give_up lines %d, want 4:\n%s", len(gave), g.log.String())
+	}
+	if succ := g.lines("action=success"); len(succ) != 0 {
+		t.Fatalf("a truncated stream was logged as a success: %v", succ)
+	}
+	for _, p := range []string{"openai", "anthropic"} {
+		if s := g.srv.Breakers()[p].Snapshot(); s.Failures != 2 {
+			t.Fatalf("%s: the breaker counted %d failures, want 2: %+v", p, s.Failures, s)
+		}
 	}
 }
