@@ -98,24 +98,39 @@ func openAIBody(req *ChatRequest, model string, stream bool) ([]byte, error) {
 	body := req.Raw
 	// One pass over the top-level keys finds what three lookups would: the
 	// first "model", the first "stream" and whether stream_options is there
-	// (gjson's Get and sjson's Set also act on the first occurrence).
-	var haveModel, haveStream, isStream, hasOptions, modelOK bool
+	// (gjson's Get and sjson's Set also act on the first occurrence), and
+	// how often each key occurs.
+	var isStream, modelOK bool
+	var nModel, nStream, nOptions int
 	gjson.Parse(unsafe.String(unsafe.SliceData(body), len(body))).ForEach(func(k, v gjson.Result) bool {
 		switch k.Str {
 		case "model":
-			if !haveModel {
-				haveModel, modelOK = true, v.Type == gjson.String && v.Str == model
+			if nModel++; nModel == 1 {
+				modelOK = v.Type == gjson.String && v.Str == model
 			}
 		case "stream":
-			if !haveStream {
-				haveStream, isStream = true, v.Type == gjson.True
+			if nStream++; nStream == 1 {
+				isStream = v.Type == gjson.True
 			}
 		case "stream_options":
-			hasOptions = true
+			nOptions++
 		}
 		return true
 	})
 	var err error
+	// A repeated key is ambiguous: the decoder kept the last one, a
+	// provider may read either. Every occurrence goes, and one is set.
+	if nModel > 1 {
+		body, err = deleteAll(body, "model", nModel)
+		modelOK = false
+	}
+	if err == nil && nStream > 1 {
+		body, err = deleteAll(body, "stream", nStream)
+		isStream = false
+	}
+	if err != nil {
+		return nil, err
+	}
 	if !modelOK {
 		if body, err = sjson.SetBytes(body, "model", model); err != nil {
 			return nil, err
@@ -130,8 +145,20 @@ func openAIBody(req *ChatRequest, model string, stream bool) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !stream && hasOptions {
-		if body, err = sjson.DeleteBytes(body, "stream_options"); err != nil {
+	if !stream && nOptions > 0 {
+		if body, err = deleteAll(body, "stream_options", nOptions); err != nil {
+			return nil, err
+		}
+	}
+	return body, nil
+}
+
+// deleteAll removes the n occurrences of a top-level key (sjson deletes the
+// first one each time). It never modifies body in place.
+func deleteAll(body []byte, key string, n int) ([]byte, error) {
+	var err error
+	for range n {
+		if body, err = sjson.DeleteBytes(body, key); err != nil {
 			return nil, err
 		}
 	}
