@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -275,7 +276,20 @@ type chunkWriter struct {
 	skip     string
 }
 
+// event writes one SSE event. Data with line breaks (an upstream event sent
+// as several data lines, which SSE joins with "\n") goes out as one data
+// line per line, so the client joins it back the same way.
 func (cw *chunkWriter) event(data []byte) error {
+	for {
+		i := bytes.IndexByte(data, '\n')
+		if i < 0 {
+			break
+		}
+		_, _ = cw.w.WriteString("data: ")
+		_, _ = cw.w.Write(data[:i])
+		_ = cw.w.WriteByte('\n')
+		data = data[i+1:]
+	}
 	_, _ = cw.w.WriteString("data: ")
 	_, _ = cw.w.Write(data)
 	_, _ = cw.w.WriteString("\n\n")

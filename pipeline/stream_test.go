@@ -301,3 +301,34 @@ func TestStreamThatEndsBeforeItsEndMarkerIsAFailure(t *testing.T) {
 		}
 	}
 }
+
+// An OpenAI event sent as several data lines (legal SSE: the lines are
+// joined with a line feed) reaches the client as the same event.
+func TestStreamEventOnSeveralDataLinesIsForwardedWhole(t *testing.T) {
+	events := "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\n" +
+		"data: \"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"one \"},\"finish_reason\":null}]}\n\n" +
+		"data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\n" +
+		"data:\n" +
+		"data: \"choices\":[{\"index\":0,\"delta\":{\"content\":\"two\"},\"finish_reason\":\"stop\"}]}\n\n" +
+		"data: [DONE]\n\n"
+	up := mock.RawUpstream(t, func(_ context.Context, c net.Conn) {
+		r := bufio.NewReader(c)
+		for {
+			var req fasthttp.Request
+			if err := req.Read(r); err != nil {
+				return
+			}
+			if _, err := fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: %d\r\n\r\n%s", len(events), events); err != nil {
+				return
+			}
+		}
+	})
+	g := startGateway(t, func(c *config.Config) { relBaseURL(c, "openai", up) })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c := sdkClient(g)
+	text, finish, _, _, err := collect(c.Chat.Completions.NewStreaming(ctx, streamParams("hi", false)))
+	if err != nil || text != "one two" || finish != "stop" {
+		t.Fatalf("text %q, finish %q, error %v\n%s", text, finish, err, rawStream(t, g, `{"model":"gpt-4","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+	}
+}
