@@ -1,16 +1,19 @@
 package pipeline_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/openai/openai-go/v3"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/valyala/fasthttp"
 
@@ -31,6 +34,8 @@ func TestOperatorEndpointsAnswer(t *testing.T) {
 		{"/healthz", 200, "application/json", []string{`"status":"ok"`}},
 		{"/readyz", 200, "application/json", []string{`"status":"ready"`}},
 		{"/v1/models", 200, "application/json", []string{`"object":"list"`, `"id":"gpt-4"`, `"id":"claude-3-5-sonnet"`}},
+		{"/v1/models/claude-3-5-sonnet", 200, "application/json", []string{`{"id":"claude-3-5-sonnet","object":"model","created":0,"owned_by":"llm-gateway"}`}},
+		{"/v1/models/gpt-5", 404, "application/json", []string{`"code":"model_not_found"`, `"param":"model"`}},
 		{"/admin/breakers", 200, "application/json", []string{`"provider":"anthropic"`, `"provider":"openai"`, `"state":"closed"`}},
 		{"/metrics", 200, "text/plain", []string{"# TYPE gateway_requests_total counter", "gateway_breaker_state{provider=\"openai\"} 0", "go_goroutines"}},
 	} {
@@ -45,6 +50,44 @@ func TestOperatorEndpointsAnswer(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The models endpoints answer HEAD as GET, without a body, and say which
+// methods they allow otherwise.
+func TestModelsEndpointsMethods(t *testing.T) {
+	g := startGateway(t, nil)
+	for _, path := range []string{"/v1/models", "/v1/models/gpt-4"} {
+		conn, err := net.Dial("tcp", g.addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		_, _ = io.WriteString(conn, "HEAD "+path+" HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n")
+		br := bufio.NewReader(conn)
+		resp, err := http.ReadResponse(br, &http.Request{Method: "HEAD"})
+		if err != nil || resp.StatusCode != 200 || resp.ContentLength <= 0 || resp.Header.Get("Content-Type") != "application/json" {
+			t.Fatalf("HEAD %s: %v %+v", path, err, resp)
+		}
+		if rest, _ := io.ReadAll(br); len(rest) != 0 {
+			t.Fatalf("HEAD %s sent a body: %q", path, rest)
+		}
+		conn.Close()
+		if a := g.do("DELETE", path, ""); a.status != 405 || a.header.Get("Allow") != "GET, HEAD" {
+			t.Fatalf("DELETE %s: %d %v %s", path, a.status, a.header, a.body)
+		}
+	}
+	// The official SDK's models.retrieve.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c := sdkClient(g)
+	m, err := c.Models.Get(ctx, "gpt-4")
+	if err != nil || m.ID != "gpt-4" || m.OwnedBy != "llm-gateway" {
+		t.Fatalf("Models.Get: %+v %v", m, err)
+	}
+	var apiErr *openai.Error
+	if _, err := c.Models.Get(ctx, "gpt-5"); !errors.As(err, &apiErr) || apiErr.StatusCode != 404 || apiErr.Code != "model_not_found" {
+		t.Fatalf("Models.Get of an unknown model: %v", err)
 	}
 }
 

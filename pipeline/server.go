@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -51,8 +52,9 @@ type Server struct {
 	hook fsm.Hook
 	now  func() time.Time
 
-	names  []string // provider names, sorted
-	models []byte   // the /v1/models answer, built once
+	names  []string          // provider names, sorted
+	models []byte            // the /v1/models answer, built once
+	model1 map[string][]byte // each /v1/models/{model} answer
 	http   *fasthttp.Server
 
 	metrics        *Metrics
@@ -122,7 +124,7 @@ func New(c Config) (*Server, error) {
 		Journal:   s.journal,
 		Metrics:   s.metrics,
 	})
-	s.models = modelList(s.routes)
+	s.models, s.model1 = modelList(s.routes)
 	s.http = &fasthttp.Server{
 		Handler:               s.handle,
 		ErrorHandler:          s.transportError,
@@ -262,8 +264,8 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		}
 		s.chat(ctx)
 	case "/v1/models":
-		if !ctx.IsGet() {
-			methodNotAllowed(ctx, "GET")
+		if !ctx.IsGet() && !ctx.IsHead() {
+			methodNotAllowed(ctx, "GET, HEAD")
 			return
 		}
 		ctx.SetContentType("application/json")
@@ -277,11 +279,15 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.breakerStatus(ctx)
 	case "/metrics":
 		if !ctx.IsGet() && !ctx.IsHead() {
-			methodNotAllowed(ctx, "GET")
+			methodNotAllowed(ctx, "GET, HEAD")
 			return
 		}
 		s.metricsHandler(ctx)
 	default:
+		if name, ok := strings.CutPrefix(string(ctx.Path()), "/v1/models/"); ok {
+			s.model(ctx, name)
+			return
+		}
 		writeError(ctx, requestID(ctx), &apiError{Status: 404, Type: typeInvalidRequest, Code: "unknown_url",
 			Message: fmt.Sprintf("unknown path %s; the gateway serves POST /v1/chat/completions", truncate(string(ctx.Path()), 200))}, 0, 0)
 	}
@@ -470,22 +476,45 @@ func newRequestID() string {
 // idLimit is the largest multiple of 36^12 that fits in a uint64.
 const idLimit = (1<<64 - 1) / 4738381338321616896 * 4738381338321616896
 
-func modelList(r providers.Routes) []byte {
-	type model struct {
-		ID      string `json:"id"`
-		Object  string `json:"object"`
-		Created int64  `json:"created"`
-		OwnedBy string `json:"owned_by"`
-	}
+// modelObject is one model as OpenAI's model endpoints describe it.
+type modelObject struct {
+	ID      string `json:"id"`
+	Object  string `json:"object"`
+	Created int64  `json:"created"`
+	OwnedBy string `json:"owned_by"`
+}
+
+// modelList renders GET /v1/models, and GET /v1/models/{model} for each
+// public model name.
+func modelList(r providers.Routes) ([]byte, map[string][]byte) {
 	list := struct {
-		Object string  `json:"object"`
-		Data   []model `json:"data"`
-	}{Object: "list", Data: []model{}}
+		Object string        `json:"object"`
+		Data   []modelObject `json:"data"`
+	}{Object: "list", Data: []modelObject{}}
+	each := map[string][]byte{}
 	for _, name := range r.Models() {
-		list.Data = append(list.Data, model{ID: name, Object: "model", OwnedBy: "llm-gateway"})
+		m := modelObject{ID: name, Object: "model", OwnedBy: "llm-gateway"}
+		list.Data = append(list.Data, m)
+		each[name], _ = json.Marshal(m)
 	}
 	b, _ := json.Marshal(list)
-	return b
+	return b, each
+}
+
+// model serves GET /v1/models/{model} (the SDKs' models.retrieve).
+func (s *Server) model(ctx *fasthttp.RequestCtx, name string) {
+	if !ctx.IsGet() && !ctx.IsHead() {
+		methodNotAllowed(ctx, "GET, HEAD")
+		return
+	}
+	b, ok := s.model1[name]
+	if !ok {
+		writeError(ctx, requestID(ctx), &apiError{Status: 404, Type: typeInvalidRequest, Code: "model_not_found", Param: "model",
+			Message: fmt.Sprintf("the model %q does not exist; GET /v1/models lists the models of this gateway", truncate(name, 200))}, 0, 0)
+		return
+	}
+	ctx.SetContentType("application/json")
+	ctx.SetBody(b)
 }
 
 func (s *Server) ready(ctx *fasthttp.RequestCtx) {
