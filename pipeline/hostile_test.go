@@ -223,6 +223,9 @@ func hostileCorpus() []hostileCase {
 		{name: "content_type/text_plain", write: hostileSend(strings.Replace(hostileMsg(hello), "application/json", "text/plain", 1)), want: []int{415}, code: "unsupported_media_type", rejected: true},
 		{name: "content_type/missing", write: hostileSend(strings.Replace(hostileMsg(hello), "Content-Type: application/json\r\n", "", 1)), want: []int{415}, code: "unsupported_media_type", rejected: true},
 		{name: "content_type/form", write: hostileSend(strings.Replace(hostileMsg(hello), "application/json", "application/x-www-form-urlencoded", 1)), want: []int{415}, code: "unsupported_media_type", rejected: true},
+		{name: "content_type/multipart", write: hostileSend(strings.Replace(hostileMsg(hello), "application/json", "multipart/form-data; boundary=x", 1)), want: []int{415}, code: "unsupported_media_type", rejected: true},
+		{name: "content_encoding/gzip", write: hostileSend(hostilePost(hello, "Content-Encoding: gzip")), want: []int{415}, code: "unsupported_content_encoding", rejected: true},
+		{name: "content_encoding/br", write: hostileSend(hostilePost(hello, "Content-Encoding: br")), want: []int{415}, code: "unsupported_content_encoding", rejected: true},
 		{name: "content_type/json_lookalike", write: hostileSend(strings.Replace(hostileMsg(hello), "application/json", "application/jsonx", 1)), want: []int{415}, code: "unsupported_media_type", rejected: true},
 		// Headers.
 		{name: "headers/one_huge_header", write: hostileSend(hostilePost(hello, "X-Huge: "+strings.Repeat("h", 64<<10))), want: []int{431}, code: "headers_too_large", closed: true},

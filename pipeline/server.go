@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -146,6 +147,9 @@ func New(c Config) (*Server, error) {
 		// the request's bytes, which may hold a key.
 		Logger:                journalLogger{s.journal},
 		SecureErrorLogMessage: true,
+		// A multipart body is not parsed before the handler, which
+		// answers any content type but JSON with a 415.
+		DisablePreParseMultipartForm: true,
 	}
 	return s, nil
 }
@@ -325,9 +329,17 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx) {
 	var targets []providers.Target
 	var ae *apiError
 	body := ctx.PostBody()
-	if len(body) > s.settings.Server.MaxBodyBytes {
+	switch enc := ctx.Request.Header.ContentEncoding(); {
+	case len(enc) > 0 && !bytes.EqualFold(enc, []byte("identity")):
+		// The body would be read as JSON while it is gzip or another
+		// coding (RFC 9110 §8.4.1: 415 for a coding the server does not
+		// accept).
+		ae = &apiError{Status: 415, Type: typeInvalidRequest, Code: "unsupported_content_encoding",
+			Message: fmt.Sprintf("Content-Encoding %q is not accepted; send the JSON body uncompressed", truncate(string(enc), 100)),
+			Reason:  "unsupported_media_type"}
+	case len(body) > s.settings.Server.MaxBodyBytes:
 		ae = tooLarge(s.settings.Server.MaxBodyBytes)
-	} else {
+	default:
 		req, ae = s.decoder.Decode(ctx.Request.Header.ContentType(), body)
 	}
 	model := ""
