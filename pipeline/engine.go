@@ -23,6 +23,9 @@ type Engine struct {
 	journal   *Journal
 	metrics   *Metrics
 	rand      func() float64
+	// checkers are the providers that can refuse a request without a call
+	// (providers.Checker), by name.
+	checkers map[string]providers.Checker
 }
 
 // EngineConfig is what NewEngine needs.
@@ -59,8 +62,14 @@ func NewEngine(c EngineConfig) *Engine {
 		metrics:   c.Metrics,
 		rand:      c.Rand,
 	}
-	for name := range c.Providers {
+	for name, p := range c.Providers {
 		e.budgets[name] = NewRetryBudget(c.Policy.RetryBudget, c.Clock.Now)
+		if ch, ok := p.(providers.Checker); ok {
+			if e.checkers == nil {
+				e.checkers = map[string]providers.Checker{}
+			}
+			e.checkers[name] = ch
+		}
 	}
 	return e
 }
@@ -103,6 +112,13 @@ type run struct {
 	first  *providers.Chunk
 	permit *providers.Permit
 
+	// Targets passed over by admitFrom: why the last one was (skipReason,
+	// for the failover that follows), whether one had its breaker open, and
+	// the last refusal of a provider that cannot serve this request.
+	skipReason     string
+	breakerSkipped bool
+	refusal        error
+
 	// Room for tried and roundLimited on routes of up to four targets,
 	// saving two allocations per request.
 	triedBuf   [4]int
@@ -143,10 +159,10 @@ func (r *run) fireAt(ev fsm.Event, d fsm.Detail, at time.Time) {
 func (r *run) journey() Result {
 	idx, permit, ok := r.admitFrom(0)
 	if !ok {
-		return r.giveUp(r.unavailable())
+		return r.giveUp(r.exhausted())
 	}
 	if idx > 0 {
-		r.fire(fsm.EventFailover, fsm.Detail{Provider: r.targets[idx].Provider, Reason: "breaker_open"})
+		r.fire(fsm.EventFailover, fsm.Detail{Provider: r.targets[idx].Provider, Reason: r.skipReason})
 	}
 	for {
 		resp, err := r.attempt(idx, permit)
@@ -179,7 +195,7 @@ func (r *run) journey() Result {
 			}
 			if nidx != from && next == stepRetry {
 				// The target we meant to retry is no longer admitted.
-				r.fire(fsm.EventFailover, fsm.Detail{Provider: r.targets[nidx].Provider, Reason: "breaker_open"})
+				r.fire(fsm.EventFailover, fsm.Detail{Provider: r.targets[nidx].Provider, Reason: r.skipReason})
 			}
 			idx = nidx
 		case stepFailover:
@@ -368,10 +384,20 @@ func (r *run) admitFrom(from int) (int, *providers.Permit, bool) {
 		if r.tried[i] >= r.e.policy.MaxAttempts {
 			continue
 		}
+		if c := r.e.checkers[t.Provider]; c != nil {
+			if err := c.Check(r.req); err != nil {
+				// This provider cannot serve the request (a translation
+				// refuses it): passed over without a call or a permit.
+				r.skipReason, r.refusal = "unsupported", err
+				r.e.journal.Unsupported(r.m.ID(), t.Provider, err)
+				continue
+			}
+		}
 		p, err := r.e.breakers[t.Provider].Admit()
 		if err == nil {
 			return i, p, true
 		}
+		r.skipReason, r.breakerSkipped = "breaker_open", true
 		var oe *providers.OpenError
 		state, probeIn := fsm.Open, time.Duration(0)
 		if errors.As(err, &oe) {
@@ -421,7 +447,7 @@ func (r *run) deadlineReached() *apiError {
 
 func rateLimited(wait time.Duration) *apiError {
 	return &apiError{Status: 429, Type: typeRateLimit, Code: "rate_limit_exceeded", RetryAfter: wait, Retried: true,
-		Message: fmt.Sprintf("every provider for this model is rate limited; retry after %ds", retryAfterSeconds(wait)),
+		Message: fmt.Sprintf("every provider that can serve this request is rate limited; retry after %ds", retryAfterSeconds(wait)),
 		Reason:  "rate_limited"}
 }
 
@@ -446,6 +472,13 @@ func (r *run) unavailable() *apiError {
 // exhausted is the answer when attempts and targets ran out.
 func (r *run) exhausted() *apiError {
 	if r.attempts == 0 {
+		if r.refusal != nil && !r.breakerSkipped {
+			// No target can serve this request as it is: the refusal
+			// says which parameter.
+			ae := upstreamInvalid(r.refusal)
+			ae.Reason = "unsupported"
+			return ae
+		}
 		return r.unavailable()
 	}
 	if providers.ClassOf(r.lastErr) == providers.ClassRateLimited && r.everyTriedLimited() {

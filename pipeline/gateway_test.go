@@ -14,6 +14,7 @@ import (
 	"github.com/llm-gateway/gateway/mock"
 	"github.com/llm-gateway/gateway/pipeline"
 	"github.com/llm-gateway/gateway/pipeline/config"
+	"github.com/llm-gateway/gateway/providers"
 )
 
 // syncBuffer collects the journal for assertions.
@@ -354,3 +355,58 @@ func TestClientThatLeavesCancelsTheAttempt(t *testing.T) {
 }
 
 func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
+
+// A target whose provider cannot serve the request (Anthropic has no n > 1)
+// is passed over like one whose breaker is open: no attempt, no call, no
+// permit. The request is answered by a target that can serve it, or with the
+// failure of the one that could, or, when none can, with the refusal.
+func TestTargetThatCannotServeTheRequestIsPassedOver(t *testing.T) {
+	g := startGateway(t, func(c *config.Config) {
+		c.Providers.Routes["claude-only"] = []providers.Target{{Provider: "anthropic", Model: "claude-3-5-sonnet-20241022"}}
+	})
+	two := func(model, id string) answer {
+		return g.post(`{"model":"`+model+`","n":2,"messages":[{"role":"user","content":"Hi"}]}`, "X-Request-ID", id)
+	}
+	calls := func() (int64, int64) { st := g.mock.Stats(); return st.Requests("openai"), st.Requests("anthropic") }
+
+	// claude-3-5-sonnet: Anthropic first, OpenAI second.
+	a := two("claude-3-5-sonnet", "unsupported-first")
+	if a.status != 200 || a.str("provider") != "openai" || a.num("attempts") != 1 {
+		t.Fatalf("got %d %s", a.status, a.raw)
+	}
+	expectJourney(t, g.journey("unsupported-first"), "received", "validated", "skipped", "failover", "attempt", "success")
+	if f := g.lines("request_id=unsupported-first", "action=failover"); !strings.Contains(f[0], "reason=unsupported") {
+		t.Fatalf("failover %v", f)
+	}
+	if s := g.lines("request_id=unsupported-first", "action=skipped"); !strings.Contains(s[0], "provider=anthropic") || !strings.Contains(s[0], "param=n") {
+		t.Fatalf("skipped %v", s)
+	}
+
+	// gpt-4: OpenAI rate limited, Anthropic cannot serve n > 1: the answer
+	// is OpenAI's 429, not a 400 that blames the request.
+	o0, a0 := calls()
+	g.fault(mock.Rule{Provider: "openai", Fault: mock.FaultRateLimit, Count: 1})
+	a = two("gpt-4", "unsupported-next")
+	if a.status != 429 || a.num("attempts") != 1 || a.errField("code") != "rate_limit_exceeded" {
+		t.Fatalf("got %d %s", a.status, a.raw)
+	}
+	if o1, a1 := calls(); o1-o0 != 1 || a1 != a0 {
+		t.Fatalf("calls: openai +%d, anthropic +%d; want +1, +0", o1-o0, a1-a0)
+	}
+
+	// claude-only: nothing can serve it; the refusal names the parameter.
+	a = two("claude-only", "unsupported-all")
+	if a.status != 400 || a.num("attempts") != 0 || a.errField("param") != "n" || !strings.Contains(a.errField("message"), "n > 1") {
+		t.Fatalf("got %d %s", a.status, a.raw)
+	}
+	expectJourney(t, g.journey("unsupported-all"), "received", "validated", "skipped", "gave_up")
+	if gave := g.lines("request_id=unsupported-all", "action=gave_up"); !strings.Contains(gave[0], "reason=unsupported") {
+		t.Fatalf("give_up %v", gave)
+	}
+	if _, a2 := calls(); a2 != a0 {
+		t.Fatalf("anthropic was called %d times", a2-a0)
+	}
+	if s := g.srv.Breakers()["anthropic"].Snapshot(); s.Failures != 0 || s.Successes != 0 {
+		t.Fatalf("the anthropic breaker saw a call: %+v", s)
+	}
+}

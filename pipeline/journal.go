@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"strconv"
 	"sync"
@@ -251,6 +252,27 @@ func (j *Journal) Skipped(id, provider string, state fsm.State, probeIn time.Dur
 	l.str("reason", "breaker_"+string(state))
 	if probeIn > 0 {
 		l.dur("probe_in", probeIn)
+	}
+	l.ts(j.now())
+	j.end(l)
+}
+
+// Unsupported logs a target passed over because its provider cannot serve
+// this request (providers.Checker): replay counts it as skipped.
+func (j *Journal) Unsupported(id, provider string, err error) {
+	l := j.begin(levelInfo)
+	l.str("request_id", id)
+	l.str("action", "skipped")
+	l.str("provider", provider)
+	l.str("reason", "unsupported")
+	var pe *providers.Error
+	if errors.As(err, &pe) {
+		if pe.Param != "" {
+			l.str("param", pe.Param)
+		}
+		l.str("message", truncate(pe.Message, 200))
+	} else {
+		l.str("message", truncate(err.Error(), 200))
 	}
 	l.ts(j.now())
 	j.end(l)

@@ -216,7 +216,7 @@ type ProviderSummary struct {
 	Retries      int64            `json:"retries"`
 	FailoversOut int64            `json:"failovers_out"` // failovers away from it
 	FailoversIn  int64            `json:"failovers_in"`  // failovers to it
-	Skipped      int64            `json:"skipped"`       // passed over, breaker open
+	Skipped      int64            `json:"skipped"`       // passed over: breaker open, or the request unsupported
 	Trips        int64            `json:"trips"`
 	Probes       int64            `json:"probes"`
 	Recovers     int64            `json:"recovers"`

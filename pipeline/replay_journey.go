@@ -63,7 +63,8 @@ func (rp *replayer) received() {
 }
 
 // note replays a line of a journey that is not a transition: failed (an
-// attempt's outcome) or skipped (a target passed over, its breaker open).
+// attempt's outcome) or skipped (a target passed over: its breaker open, or
+// it cannot serve the request).
 func (rp *replayer) note() {
 	r := &rp.rec
 	js := rp.open[string(r.requestID)]

@@ -41,10 +41,32 @@ func NewAnthropic(name string, s ProviderSettings) (*Anthropic, error) {
 // Name is the provider's configured name.
 func (p *Anthropic) Name() string { return p.name }
 
+// Check says whether req can be translated for Anthropic, without a call; see
+// Checker.
+func (p *Anthropic) Check(req *ChatRequest) error {
+	if _, err := anthropicRequestOf(req, "", p.settings, req.Stream); err != nil {
+		return p.untranslatable(err)
+	}
+	return nil
+}
+
+// untranslatable is the *Error of a request the translation refused.
+func (p *Anthropic) untranslatable(err error) error {
+	var e *Error
+	if errors.As(err, &e) {
+		e.Provider = p.name
+		return p.up.redact(e)
+	}
+	return p.up.fail(ClassInvalid, 0, "the request could not be translated: "+err.Error(), err)
+}
+
 // SupportsPrefill reports that Anthropic continues a final assistant message.
 func (p *Anthropic) SupportsPrefill() bool { return true }
 
-var _ Prefiller = (*Anthropic)(nil)
+var (
+	_ Prefiller = (*Anthropic)(nil)
+	_ Checker   = (*Anthropic)(nil)
+)
 
 // Close closes the idle connections; calls in flight finish normally.
 func (p *Anthropic) Close() error {
@@ -55,12 +77,7 @@ func (p *Anthropic) Close() error {
 func (p *Anthropic) request(req *ChatRequest, call Call, stream bool) (*fasthttp.Request, error) {
 	body, err := toAnthropic(req, call.Model, p.settings, stream)
 	if err != nil {
-		var e *Error
-		if errors.As(err, &e) {
-			e.Provider = p.name
-			return nil, p.up.redact(e)
-		}
-		return nil, p.up.fail(ClassInvalid, 0, "the request could not be translated: "+err.Error(), err)
+		return nil, p.untranslatable(err)
 	}
 	r := fasthttp.AcquireRequest()
 	p.up.prepare(r, call, body, stream)

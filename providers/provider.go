@@ -36,6 +36,16 @@ type Stream interface {
 	Close() error
 }
 
+// Checker is implemented by providers that cannot serve every valid request:
+// the Anthropic adapter translates from OpenAI's shape, and some parameters
+// (n > 1, logprobs, response_format json_schema, …) have no equivalent there.
+// Check answers without a call; a refusal is a *Error of ClassInvalid naming
+// the parameter. The engine passes over a target that refuses, as it does one
+// whose breaker is open, so a failover never spends an attempt on it.
+type Checker interface {
+	Check(req *ChatRequest) error
+}
+
 // Prefiller is implemented by providers that continue a conversation's final
 // assistant message instead of answering it anew (Anthropic's prefill). The
 // pipeline's stream continuation resumes a cut stream only on such a target.

@@ -117,10 +117,20 @@ func invalidParam(param, format string, args ...any) *Error {
 // body for model. A request Anthropic cannot serve faithfully is a *Error of
 // ClassInvalid (Provider unset) naming the parameter.
 func toAnthropic(req *ChatRequest, model string, s ProviderSettings, stream bool) ([]byte, error) {
+	out, err := anthropicRequestOf(req, model, s, stream)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(out)
+}
+
+// anthropicRequestOf is toAnthropic before the encoding: every refusal of the
+// translation comes from here, so Anthropic.Check can ask without a body.
+func anthropicRequestOf(req *ChatRequest, model string, s ProviderSettings, stream bool) (*anthropicRequest, error) {
 	if err := checkAnthropicParams(req); err != nil {
 		return nil, err
 	}
-	out := anthropicRequest{
+	out := &anthropicRequest{
 		Model:     model,
 		MaxTokens: s.DefaultMaxTokens,
 		TopP:      req.TopP,
@@ -157,7 +167,7 @@ func toAnthropic(req *ChatRequest, model string, s ProviderSettings, stream bool
 	if out.ToolChoice, err = anthropicToolChoiceOf(req.ToolChoice, req.ParallelToolCalls, len(out.Tools) > 0); err != nil {
 		return nil, err
 	}
-	return json.Marshal(&out)
+	return out, nil
 }
 
 // checkAnthropicParams refuses the parameters Anthropic has no equivalent
