@@ -82,6 +82,9 @@ func (d *Decoder) Decode(contentType, body []byte) (*providers.ChatRequest, *api
 	if err := d.validate.Struct(req); err != nil {
 		return req, validationError(err)
 	}
+	if ae := wireProblem(req); ae != nil {
+		return req, ae
+	}
 	return req, nil
 }
 

@@ -44,6 +44,18 @@ func TestDecodeRejectsWithTheFieldPath(t *testing.T) {
 		{"top_logprobs alone", "application/json", `{"model":"gpt-4","messages":[{"role":"user","content":"hi"}],"top_logprobs":3}`, 400, "top_logprobs", "logprobs: true"},
 		{"too many messages", "application/json", long, 400, "messages", "at most 4 messages"},
 		{"logit bias out of range", "application/json", `{"model":"gpt-4","messages":[{"role":"user","content":"hi"}],"logit_bias":{"50256":-101}}`, 400, "logit_bias[50256]", "at least -100"},
+		{"stop empty array", "application/json", `{"model":"gpt-4","messages":[{"role":"user","content":"hi"}],"stop":[]}`, 400, "stop", `empty array`},
+		{"text part without text", "application/json", `{"model":"gpt-4","messages":[{"role":"user","content":[{"type":"text","text":"a"},{"type":"text"}]}]}`, 400, "messages[0].content[1].text", `is required for a text part`},
+		{"tools not an array", "application/json", `{"model":"gpt-4","messages":[{"role":"user","content":"hi"}],"tools":{}}`, 400, "tools", `must be an array`},
+		{"tool without type", "application/json", `{"model":"gpt-4","messages":[{"role":"user","content":"hi"}],"tools":[{"function":{"name":"f"}}]}`, 400, "tools[0].type", `is required`},
+		{"tool of another type", "application/json", `{"model":"gpt-4","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"retrieval"}]}`, 400, "tools[0].type", `must be function or custom, got "retrieval"`},
+		{"function tool without function", "application/json", `{"model":"gpt-4","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function"}]}`, 400, "tools[0].function", `is required`},
+		{"function without name", "application/json", `{"model":"gpt-4","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{}}]}`, 400, "tools[0].function.name", `is required`},
+		{"function name with a space", "application/json", `{"model":"gpt-4","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f"}},{"type":"function","function":{"name":"a b"}}]}`, 400, "tools[1].function.name", `1 to 64 letters`},
+		{"tool_choice without tools", "application/json", `{"model":"gpt-4","messages":[{"role":"user","content":"hi"}],"tool_choice":"auto"}`, 400, "tool_choice", `only allowed when tools are given`},
+		{"tool_choice unknown word", "application/json", `{"model":"gpt-4","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":"sometimes"}`, 400, "tool_choice", `got "sometimes"`},
+		{"tool_choice function without name", "application/json", `{"model":"gpt-4","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":{"type":"function"}}`, 400, "tool_choice", `tool_choice.function.name: is required`},
+		{"tool_choice number", "application/json", `{"model":"gpt-4","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":3}`, 400, "tool_choice", `a string or an object`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, ae := d.Decode([]byte(tc.ct), []byte(tc.body))
@@ -65,6 +77,10 @@ func TestDecodeAcceptsWhatOpenAIAccepts(t *testing.T) {
 		`{"model":"gpt-4","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c1","content":"42"}]}`,
 		`{"model":"gpt-4","messages":[{"role":"user","content":"hi"}],"stop":"END","n":1,"top_p":1,"max_completion_tokens":5,"seed":7,"user":"u","some_future_field":{"x":1}}`,
 		`{"model":"gpt-4","messages":[{"role":"user","content":"hi"}],"logprobs":true,"top_logprobs":2,"logit_bias":{"50256":-100}}`,
+		`{"model":"gpt-4","messages":[{"role":"user","content":[{"type":"text","text":""}]}],"stop":["a"],"tool_choice":null,"tools":null}`,
+		`{"model":"gpt-4","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"get_weather-2","parameters":{"type":"object"}}},{"type":"custom","custom":{"name":"c"}}],"tool_choice":"required","parallel_tool_calls":false}`,
+		`{"model":"gpt-4","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":{"type":"function","function":{"name":"f"}}}`,
+		`{"model":"gpt-4","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":{"type":"allowed_tools","allowed_tools":{"mode":"auto","tools":[]}}}`,
 	} {
 		req, ae := d.Decode([]byte("application/json; charset=utf-8"), []byte(body))
 		if ae != nil {
