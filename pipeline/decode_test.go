@@ -55,6 +55,9 @@ func TestDecodeRejectsWithTheFieldPath(t *testing.T) {
 		{"tool_choice without tools", "application/json", `{"model":"gpt-4","messages":[{"role":"user","content":"hi"}],"tool_choice":"auto"}`, 400, "tool_choice", `only allowed when tools are given`},
 		{"tool_choice unknown word", "application/json", `{"model":"gpt-4","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":"sometimes"}`, 400, "tool_choice", `got "sometimes"`},
 		{"tool_choice function without name", "application/json", `{"model":"gpt-4","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":{"type":"function"}}`, 400, "tool_choice", `tool_choice.function.name: is required`},
+		{"response_format xml", "application/json", `{"model":"gpt-4","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"xml"}}`, 400, "response_format.type", `got "xml"`},
+		{"response_format json_schema without its schema", "application/json", `{"model":"gpt-4","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_schema"}}`, 400, "response_format.json_schema", "with a name"},
+		{"response_format a string", "application/json", `{"model":"gpt-4","messages":[{"role":"user","content":"hi"}],"response_format":"json"}`, 400, "response_format", "must be an object"},
 		{"tool_choice number", "application/json", `{"model":"gpt-4","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":3}`, 400, "tool_choice", `a string or an object`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -80,6 +83,8 @@ func TestDecodeAcceptsWhatOpenAIAccepts(t *testing.T) {
 		`{"model":"gpt-4","messages":[{"role":"user","content":[{"type":"text","text":""}]}],"stop":["a"],"tool_choice":null,"tools":null}`,
 		`{"model":"gpt-4","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"get_weather-2","parameters":{"type":"object"}}},{"type":"custom","custom":{"name":"c"}}],"tool_choice":"required","parallel_tool_calls":false}`,
 		`{"model":"gpt-4","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":{"type":"function","function":{"name":"f"}}}`,
+		`{"model":"gpt-4","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_schema","json_schema":{"name":"r","schema":{"type":"object"},"strict":true}}}`,
+		`{"model":"gpt-4","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_object"}}`,
 		`{"model":"gpt-4","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":{"type":"allowed_tools","allowed_tools":{"mode":"auto","tools":[]}}}`,
 	} {
 		req, ae := d.Decode([]byte("application/json; charset=utf-8"), []byte(body))

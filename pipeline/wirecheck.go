@@ -31,7 +31,35 @@ func wireProblem(req *providers.ChatRequest) *apiError {
 	if ae := toolsProblem(req.Tools); ae != nil {
 		return ae
 	}
-	return toolChoiceProblem(req.ToolChoice, req.Tools)
+	if ae := toolChoiceProblem(req.ToolChoice, req.Tools); ae != nil {
+		return ae
+	}
+	return responseFormatProblem(req.ResponseFormat)
+}
+
+// responseFormatProblem checks response_format: text, json_object, or
+// json_schema with its json_schema object and name.
+func responseFormatProblem(raw []byte) *apiError {
+	if isNullJSON(raw) {
+		return nil
+	}
+	rf := gjsonOf(raw)
+	if !rf.IsObject() {
+		return invalid("response_format", "response_format: must be an object")
+	}
+	switch typ := rf.Get("type"); {
+	case typ.Type == gjson.String && (typ.Str == "text" || typ.Str == "json_object"):
+		return nil
+	case typ.Type == gjson.String && typ.Str == "json_schema":
+		if n := rf.Get("json_schema.name"); !rf.Get("json_schema").IsObject() || n.Type != gjson.String || n.Str == "" {
+			return invalid("response_format.json_schema", "response_format.json_schema: is required, an object with a name")
+		}
+		return nil
+	case !typ.Exists():
+		return invalid("response_format.type", "response_format.type: is required")
+	default:
+		return invalid("response_format.type", "response_format.type: must be text, json_object or json_schema, got "+jsonShort(typ))
+	}
 }
 
 func gjsonOf(b []byte) gjson.Result {
