@@ -172,7 +172,20 @@ func (r *run) journey() Result {
 			}
 			return r.succeed(idx, resp)
 		}
-		next, wait, stop := r.decide(idx, err)
+		next, wait, stop := r.decide(idx, err, r.hasNext(idx))
+		if stop == nil && next == stepFailover {
+			nidx, p, ok := r.admitFrom(idx + 1)
+			if ok {
+				r.fire(fsm.EventFailover, fsm.Detail{Provider: r.targets[nidx].Provider, ErrorClass: string(providers.ClassOf(err)), Reason: failoverReason(err, r.tried[idx], r.e.policy.MaxAttempts)})
+				idx, permit = nidx, p
+				continue
+			}
+			// Every later target was passed over (its breaker open, or
+			// it cannot serve the request): this one is the last after
+			// all, so a rate limit waits for its round and a transient
+			// failure for its backoff, as on a route that ends here.
+			next, wait, stop = r.decide(idx, err, false)
+		}
 		if stop != nil {
 			return r.giveUp(stop)
 		}
@@ -198,13 +211,8 @@ func (r *run) journey() Result {
 				r.fire(fsm.EventFailover, fsm.Detail{Provider: r.targets[nidx].Provider, Reason: r.skipReason})
 			}
 			idx = nidx
-		case stepFailover:
-			nidx, p, ok := r.admitFrom(idx + 1)
-			if !ok {
-				return r.giveUp(r.exhausted())
-			}
-			r.fire(fsm.EventFailover, fsm.Detail{Provider: r.targets[nidx].Provider, ErrorClass: string(providers.ClassOf(err)), Reason: failoverReason(err, r.tried[idx], r.e.policy.MaxAttempts)})
-			idx, permit = nidx, p
+		default: // stepFailover again, with no target left to take it
+			return r.giveUp(r.exhausted())
 		}
 	}
 }
@@ -276,8 +284,9 @@ func (r *run) breakerOutcome(err error, timeout, configured time.Duration) error
 	return err
 }
 
-// decide applies DESIGN §4 to a failed attempt on target idx.
-func (r *run) decide(idx int, err error) (next step, wait time.Duration, stop *apiError) {
+// decide applies DESIGN §4 to a failed attempt on target idx. hasNext says
+// whether a later target remains to fail over to.
+func (r *run) decide(idx int, err error, hasNext bool) (next step, wait time.Duration, stop *apiError) {
 	if r.ctx.Err() != nil {
 		return 0, 0, clientGone()
 	}
@@ -293,7 +302,6 @@ func (r *run) decide(idx int, err error) (next step, wait time.Duration, stop *a
 			r.e.breakers[t.Provider].State() != fsm.Open &&
 			r.tryRetry(t.Provider)
 	}
-	hasNext := r.hasNext(idx)
 	backoff := retryWait(r.e.policy.Backoff.Wait(r.tried[idx], r.e.rand), providers.RetryAfterOf(err))
 
 	switch class {

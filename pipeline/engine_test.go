@@ -306,3 +306,43 @@ func TestEngineRetryBudgetTurnsRetriesIntoFailover(t *testing.T) {
 	}
 	h.expectEvents("validate@", "attempt@openai", "retry@openai", "attempt@openai", "failover@anthropic", "attempt@anthropic", "succeed@anthropic")
 }
+
+// tripBreaker opens a provider's breaker through its own permits.
+func (h *harness) tripBreaker(name string) {
+	h.t.Helper()
+	b := h.engine.breakers[name]
+	for range 10 {
+		if p, err := b.Admit(); err == nil {
+			p.Done(fail(providers.ClassServer, 0))
+		}
+	}
+	if b.State() != fsm.Open {
+		h.t.Fatalf("the %s breaker is %s", name, b.State())
+	}
+}
+
+// When every later target is passed over (here, its breaker open), the
+// failing target is the route's last after all: a rate limit waits for its
+// round, a transient failure for its backoff, instead of giving up at once.
+func TestEngineTreatsATargetWhoseNextOnesArePassedOverAsTheLast(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		wait time.Duration
+	}{
+		{"rate limited", fail(providers.ClassRateLimited, 3*time.Second), 3 * time.Second},
+		{"connect", fail(providers.ClassConnect, 0), 2 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, Policy{}, map[string][]error{"openai": {tc.err}})
+			h.tripBreaker("anthropic")
+			done := h.start(context.Background(), "gpt-4")
+			h.expectSleep(tc.wait)
+			r := h.result(done)
+			if r.Err != nil || r.Attempts != 2 || r.Provider != "openai" {
+				t.Fatalf("result %+v err %+v", r, r.Err)
+			}
+			h.expectEvents("validate@", "attempt@openai", "retry@openai", "attempt@openai", "succeed@openai")
+		})
+	}
+}

@@ -382,16 +382,18 @@ func TestTargetThatCannotServeTheRequestIsPassedOver(t *testing.T) {
 		t.Fatalf("skipped %v", s)
 	}
 
-	// gpt-4: OpenAI rate limited, Anthropic cannot serve n > 1: the answer
-	// is OpenAI's 429, not a 400 that blames the request.
+	// gpt-4: OpenAI rate limited once (Retry-After 1 s), Anthropic cannot
+	// serve n > 1: OpenAI is the last target after all, so the request
+	// waits for its round instead of failing over or blaming the request.
 	o0, a0 := calls()
 	g.fault(mock.Rule{Provider: "openai", Fault: mock.FaultRateLimit, Count: 1})
 	a = two("gpt-4", "unsupported-next")
-	if a.status != 429 || a.num("attempts") != 1 || a.errField("code") != "rate_limit_exceeded" {
+	if a.status != 200 || a.num("attempts") != 2 || a.str("provider") != "openai" {
 		t.Fatalf("got %d %s", a.status, a.raw)
 	}
-	if o1, a1 := calls(); o1-o0 != 1 || a1 != a0 {
-		t.Fatalf("calls: openai +%d, anthropic +%d; want +1, +0", o1-o0, a1-a0)
+	expectJourney(t, g.journey("unsupported-next"), "received", "validated", "attempt", "failed", "skipped", "backoff", "attempt", "success")
+	if o1, a1 := calls(); o1-o0 != 2 || a1 != a0 {
+		t.Fatalf("calls: openai +%d, anthropic +%d; want +2, +0", o1-o0, a1-a0)
 	}
 
 	// claude-only: nothing can serve it; the refusal names the parameter.
