@@ -46,6 +46,7 @@ func TestDecodeRejectsWithTheFieldPath(t *testing.T) {
 		{"logit bias out of range", "application/json", `{"model":"gpt-4","messages":[{"role":"user","content":"hi"}],"logit_bias":{"50256":-101}}`, 400, "logit_bias[50256]", "at least -100"},
 		{"stop empty array", "application/json", `{"model":"gpt-4","messages":[{"role":"user","content":"hi"}],"stop":[]}`, 400, "stop", `empty array`},
 		{"text part without text", "application/json", `{"model":"gpt-4","messages":[{"role":"user","content":[{"type":"text","text":"a"},{"type":"text"}]}]}`, 400, "messages[0].content[1].text", `is required for a text part`},
+		{"text part with null text", "application/json", `{"model":"gpt-4","messages":[{"role":"system","content":[{"type":"text","text":null}]},{"role":"user","content":"hi"}]}`, 400, "messages[0].content[0].text", `is required for a text part`},
 		{"tools not an array", "application/json", `{"model":"gpt-4","messages":[{"role":"user","content":"hi"}],"tools":{}}`, 400, "tools", `must be an array`},
 		{"tool without type", "application/json", `{"model":"gpt-4","messages":[{"role":"user","content":"hi"}],"tools":[{"function":{"name":"f"}}]}`, 400, "tools[0].type", `is required`},
 		{"tool of another type", "application/json", `{"model":"gpt-4","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"retrieval"}]}`, 400, "tools[0].type", `must be function or custom, got "retrieval"`},

@@ -22,9 +22,9 @@ func wireProblem(req *providers.ChatRequest) *apiError {
 	}
 	for i := range req.Messages {
 		for j, p := range req.Messages[i].Content.Parts {
-			if p.Type == "text" && p.Text == "" && !gjsonOf(p.Raw).Get("text").Exists() {
+			if p.Type == "text" && p.Text == "" && gjsonOf(p.Raw).Get("text").Type != gjson.String {
 				path := "messages[" + strconv.Itoa(i) + "].content[" + strconv.Itoa(j) + "].text"
-				return invalid(path, path+": is required for a text part")
+				return invalid(path, path+": is required for a text part (a string)")
 			}
 		}
 	}
