@@ -187,8 +187,11 @@ type limitedConn struct {
 	read bool // the first bytes were checked
 }
 
-// errRefused ends a connection refused on its first bytes (refuseFirst).
-var errRefused = errors.New("the connection's first bytes are not an HTTP/1.1 request")
+// errRefused ends a connection refused on its first bytes (refuse). It wraps
+// net.ErrClosed: the answer is written and counted and the sending side
+// closed, and fasthttp writes no error response (nor calls the error
+// handler, which would count it again) for a connection the server closed.
+var errRefused = fmt.Errorf("the connection's first bytes are not an HTTP/1.1 request: %w", net.ErrClosed)
 
 // Read checks a connection's first bytes once, for two mistakes that fasthttp
 // would otherwise answer only after read_timeout (30 s by default), the
