@@ -222,7 +222,9 @@ func (s *Settings) Validate() []error {
 	positive("server.write_timeout", s.Server.WriteTimeout)
 	positive("server.drain_timeout", s.Server.DrainTimeout)
 	positive("server.idle_timeout", s.Server.IdleTimeout)
-	positive("server.heartbeat", s.Server.Heartbeat)
+	if s.Server.Heartbeat < 100*time.Millisecond {
+		bad("server.heartbeat", "must be at least 100ms (a ping per heartbeat of silence; a shorter one floods the client), got %s", s.Server.Heartbeat)
+	}
 	if s.Policy.MaxAttempts < 1 {
 		bad("policy.max_attempts", "must be at least 1, got %d", s.Policy.MaxAttempts)
 	}

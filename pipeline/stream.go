@@ -224,6 +224,9 @@ func segment(ctx context.Context, stop context.CancelFunc, fwd *chunkWriter, h *
 			panic(p)
 		}
 	}()
+	// A ping is for a quiet stream: a tick after a chunk went out only
+	// clears sent, so a ping follows one to two heartbeats of silence.
+	sent := false
 	for {
 		select {
 		case item := <-ch:
@@ -251,7 +254,12 @@ func segment(ctx context.Context, stop context.CancelFunc, fwd *chunkWriter, h *
 			if err := fwd.write(item.c); err != nil {
 				return clientLeft()
 			}
+			sent = true
 		case <-tick:
+			if sent {
+				sent = false
+				continue
+			}
 			if err := fwd.ping(); err != nil {
 				return clientLeft()
 			}

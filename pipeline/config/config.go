@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -70,6 +71,14 @@ func Parse(data []byte, getenv func(string) string) (*Config, error) {
 		}
 		return nil, errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
 	}
+	// yaml.v3 decodes 1.5 into an int field as 1, without a word: a count,
+	// a size or a duration given as a fraction is refused instead.
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err == nil {
+		if err := wholeNumbers(&root, reflect.TypeOf(f), ""); err != nil {
+			return nil, err
+		}
+	}
 	c := &Config{
 		Pipeline: pipeline.Settings{Server: f.Server, Policy: f.Policy, Auth: f.Auth, Log: f.Log},
 		Providers: providers.Settings{
@@ -93,4 +102,79 @@ func Parse(data []byte, getenv func(string) string) (*Config, error) {
 		return nil, errors.Join(errs...)
 	}
 	return c, nil
+}
+
+// wholeNumbers finds a fractional number given for an integer field (counts,
+// sizes, durations), walking the YAML beside the type it decodes into.
+func wholeNumbers(n *yaml.Node, t reflect.Type, path string) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			if err := wholeNumbers(c, t, path); err != nil {
+				return err
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key, val := n.Content[i].Value, n.Content[i+1]
+			p := key
+			if path != "" {
+				p = path + "." + key
+			}
+			switch t.Kind() {
+			case reflect.Map:
+				if err := wholeNumbers(val, t.Elem(), p); err != nil {
+					return err
+				}
+			case reflect.Struct:
+				if ft, ok := fieldByYAMLName(t, key); ok {
+					if err := wholeNumbers(val, ft, p); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	case yaml.SequenceNode:
+		if t.Kind() == reflect.Slice || t.Kind() == reflect.Array {
+			for i, c := range n.Content {
+				if err := wholeNumbers(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+					return err
+				}
+			}
+		}
+	case yaml.ScalarNode:
+		switch t.Kind() {
+		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+			if n.Tag == "!!float" {
+				return fmt.Errorf("line %d: %s: must be a whole number, got %s", n.Line, path, n.Value)
+			}
+		}
+	}
+	return nil
+}
+
+// fieldByYAMLName is the type of t's field named key in YAML, looking into
+// inlined structs.
+func fieldByYAMLName(t reflect.Type, key string) (reflect.Type, bool) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if strings.Contains(opts, "inline") {
+			if ft, ok := fieldByYAMLName(f.Type, key); ok {
+				return ft, true
+			}
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		if name == key {
+			return f.Type, true
+		}
+	}
+	return nil, false
 }
