@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -249,14 +250,18 @@ func (s *Settings) Validate() []error {
 	if s.Policy.RetryBudget.MinRetries < 0 {
 		bad("policy.retry_budget.min_retries", "must not be negative, got %d", s.Policy.RetryBudget.MinRetries)
 	}
-	for i, k := range s.Auth.Keys {
-		if len(k) < 8 {
-			bad(fmt.Sprintf("auth.keys[%d]", i), "must be at least 8 characters")
-		}
-	}
-	for i, k := range s.Auth.AdminKeys {
-		if len(k) < 8 {
-			bad(fmt.Sprintf("auth.admin_keys[%d]", i), "must be at least 8 characters")
+	for _, ring := range []struct {
+		name string
+		keys []string
+	}{{"auth.keys", s.Auth.Keys}, {"auth.admin_keys", s.Auth.AdminKeys}} {
+		for i, k := range ring.keys {
+			switch {
+			case len(k) < 8:
+				bad(fmt.Sprintf("%s[%d]", ring.name, i), "must be at least 8 characters")
+			case strings.ContainsFunc(k, func(r rune) bool { return r <= ' ' || r == 0x7f }):
+				// No client could send it in an Authorization header.
+				bad(fmt.Sprintf("%s[%d]", ring.name, i), "contains spaces or control characters; no client can send such a key")
+			}
 		}
 	}
 	switch s.Log.Format {

@@ -48,6 +48,7 @@ func TestBadFilesAreRefusedNamingTheKey(t *testing.T) {
 		{"bad duration", strings.Replace(base, "deadline: 60s", "deadline: soon", 1), "soon"},
 		{"unknown provider in route", strings.Replace(base, "- {provider: openai, model: gpt-4}", "- {provider: azure, model: gpt-4}", 1), "azure"},
 		{"bad log format", strings.Replace(base, "format: text", "format: xml", 1), "log.format"},
+		{"gateway key with a space", strings.Replace(base, "  keys: []", "  keys: [\"abc defgh\"]", 1), "auth.keys[0]: contains spaces"},
 		{"fractional count", strings.Replace(base, "max_attempts: 3", "max_attempts: 2.7", 1), "policy.max_attempts: must be a whole number, got 2.7"},
 		{"fractional size", strings.Replace(base, "max_body_bytes: 1048576", "max_body_bytes: 1.5", 1), "server.max_body_bytes: must be a whole number"},
 		{"heartbeat too short", strings.Replace(base, "server:\n", "server:\n  heartbeat: 10ms\n", 1), "server.heartbeat"},
