@@ -4,8 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/llm-gateway/gateway/fsm"
 )
@@ -166,15 +169,26 @@ func (p Problem) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "line %d: %s", p.Line, p.Kind)
 	if p.ID != "" {
-		fmt.Fprintf(&b, ": %s %s", p.Machine, p.ID)
+		fmt.Fprintf(&b, ": %s %s", p.Machine, Printable(p.ID))
 	}
 	b.WriteString(": ")
-	b.WriteString(p.Reason)
+	b.WriteString(Printable(p.Reason))
 	if p.Text != "" {
 		b.WriteString("\n      ")
-		b.WriteString(p.Text)
+		b.WriteString(Printable(p.Text))
 	}
 	return b.String()
+}
+
+// Printable is s for a terminal: s itself when every rune prints, else s
+// quoted with Go's escapes. A replayed log is anyone's text (a model name is
+// the client's), and an escape sequence or a line feed in it must not reach
+// the operator's terminal as such.
+func Printable(s string) string {
+	if !utf8.ValidString(s) || strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) && r != ' ' }) {
+		return strconv.Quote(s)
+	}
+	return s
 }
 
 // RequestSummary counts request journeys by outcome.

@@ -196,12 +196,12 @@ func (j *jsonJourneys) finish(rep *pipeline.ReplayReport) error {
 
 // writeJourney prints one journey, a line per log line.
 func writeJourney(w io.Writer, j *pipeline.Journey) {
-	fmt.Fprintf(w, "\njourney %s  (line %d", j.RequestID, j.Line)
+	fmt.Fprintf(w, "\njourney %s  (line %d", pipeline.Printable(j.RequestID), j.Line)
 	if !j.Start.IsZero() {
 		fmt.Fprintf(w, ", %s", j.Start.Format("2006-01-02T15:04:05.000000Z07:00"))
 	}
 	if j.Model != "" {
-		fmt.Fprintf(w, ", model %s", j.Model)
+		fmt.Fprintf(w, ", model %s", pipeline.Printable(j.Model))
 	}
 	if j.Partial {
 		fmt.Fprint(w, ", its received line is not in the log")
@@ -226,12 +226,13 @@ func writeJourney(w io.Writer, j *pipeline.Journey) {
 		fmt.Fprintf(w, " after %d attempt(s)\n", j.Attempts)
 	}
 	for _, p := range j.Problems {
-		fmt.Fprintf(w, "  ! line %d: %s: %s\n", p.Line, p.Kind, p.Reason)
+		fmt.Fprintf(w, "  ! line %d: %s: %s\n", p.Line, p.Kind, pipeline.Printable(p.Reason))
 	}
 }
 
 // stepText describes one step of a journey in words.
 func stepText(s pipeline.JourneyStep) string {
+	s.Model, s.Provider, s.Error, s.Reason = pipeline.Printable(s.Model), pipeline.Printable(s.Provider), pipeline.Printable(s.Error), pipeline.Printable(s.Reason)
 	var b strings.Builder
 	fmt.Fprintf(&b, "%-10s", s.Action)
 	add := func(format string, args ...any) { b.WriteByte(' '); fmt.Fprintf(&b, format, args...) }
@@ -305,7 +306,7 @@ func writeSummary(w io.Writer, name string, rep *pipeline.ReplayReport, elapsed 
 	fmt.Fprintf(w, "  lines       %d journal (%d transitions), %d ignored, %d restart(s)\n",
 		rep.JournalLine, rep.Transitions, rep.Ignored, rep.Restarts)
 	for _, s := range rep.IgnoredSamples {
-		fmt.Fprintf(w, "              ignored line %d: %s\n", s.Line, s.Text)
+		fmt.Fprintf(w, "              ignored line %d: %s\n", s.Line, pipeline.Printable(s.Text))
 	}
 	if !rep.First.IsZero() {
 		fmt.Fprintf(w, "  time        %s → %s (%s)\n", rep.First.Format(time.RFC3339), rep.Last.Format(time.RFC3339), rep.Last.Sub(rep.First).Round(time.Second))
@@ -344,7 +345,11 @@ func writeSummary(w io.Writer, name string, rep *pipeline.ReplayReport, elapsed 
 			shortDuration(l.P50), shortDuration(l.P90), shortDuration(l.P99), shortDuration(l.Max), shortDuration(l.Mean), l.Count)
 	}
 	if len(r.UnfinishedIDs) > 0 {
-		fmt.Fprintf(w, "  unfinished  %s", strings.Join(r.UnfinishedIDs, " "))
+		ids := make([]string, len(r.UnfinishedIDs))
+		for i, id := range r.UnfinishedIDs {
+			ids[i] = pipeline.Printable(id)
+		}
+		fmt.Fprintf(w, "  unfinished  %s", strings.Join(ids, " "))
 		if n := r.Unfinished - int64(len(r.UnfinishedIDs)); n > 0 {
 			fmt.Fprintf(w, " … and %d more", n)
 		}
@@ -360,13 +365,13 @@ func writeSummary(w io.Writer, name string, rep *pipeline.ReplayReport, elapsed 
 		p := rep.Providers[name]
 		var fails []string
 		for _, c := range slices.Sorted(maps.Keys(p.Failures)) {
-			fails = append(fails, fmt.Sprintf("%s %d", c, p.Failures[c]))
+			fails = append(fails, fmt.Sprintf("%s %d", pipeline.Printable(c), p.Failures[c]))
 		}
 		failText := strings.Join(fails, ", ")
 		if failText == "" {
 			failText = "-"
 		}
-		fmt.Fprintf(tw, "  %s\t%d\t%d\t%s\t%d\t%d/%d\t%d\t%d/%d/%d/%d\n", name, p.Attempts, p.Successes, failText,
+		fmt.Fprintf(tw, "  %s\t%d\t%d\t%s\t%d\t%d/%d\t%d\t%d/%d/%d/%d\n", pipeline.Printable(name), p.Attempts, p.Successes, failText,
 			p.Retries, p.FailoversOut, p.FailoversIn, p.Skipped, p.Trips, p.Probes, p.Recovers, p.Reopens)
 	}
 	tw.Flush()

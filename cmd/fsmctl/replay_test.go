@@ -165,3 +165,23 @@ func TestReplayCommandHelpExitsZero(t *testing.T) {
 		t.Errorf("exit %d, stderr %q", code, errs)
 	}
 }
+
+// A replayed log is anyone's text: a value with an escape sequence or a line
+// feed (a client's model name) is printed quoted, never raw.
+func TestReplayCommandPrintsNoControlCharacters(t *testing.T) {
+	log := `INFO  action=start listen=127.0.0.1:8080 providers="[openai]" ts=2026-11-26T00:12:00.123456Z
+INFO  request_id=req_x action=received model="\u001b[2Jevil\nINFO forged" ts=2026-11-26T00:12:00.124456Z
+INFO  request_id=req_x action=rejected machine=request event=reject from=received to=failed status=404 reason=model_not_found ts=2026-11-26T00:12:00.124656Z
+`
+	path := filepath.Join(t.TempDir(), "j.log")
+	if err := os.WriteFile(path, []byte(log), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, out, _ := runReplay(t, "--journeys", path)
+	if strings.ContainsRune(out, 0x1b) || strings.Contains(out, "\nINFO forged") {
+		t.Fatalf("a control character reached the output:\n%q", out)
+	}
+	if !strings.Contains(out, `model "\x1b[2Jevil\nINFO forged"`) {
+		t.Fatalf("the model is not shown quoted:\n%s", out)
+	}
+}
