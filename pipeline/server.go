@@ -63,7 +63,8 @@ type Server struct {
 	apiKeys        keyring // auth.keys
 	adminKeys      keyring // auth.admin_keys
 
-	watches watchList // client watches waiting for their delay (disconnect.go)
+	watches watchList   // client watches waiting for their delay (disconnect.go)
+	streams liveStreams // the streams flowing, for a drain that runs out (stream.go)
 
 	limiter  atomic.Pointer[connLimiter] // set by Serve
 	draining atomic.Bool                 // set by Shutdown: /readyz answers 503
@@ -230,6 +231,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		// Serve may have stored its listener without handing it to fasthttp
 		// yet; closed here, its first Accept fails and Serve returns.
 		_ = l.Close()
+	}
+	if err != nil {
+		// The drain ran out with streams still flowing: each is ended
+		// with an error event and a give_up, so that no client takes a
+		// cut stream for a whole answer and the journal replays.
+		s.streams.abort(streamAbortWait)
 	}
 	// Nothing will call the providers again: close their idle keep-alive
 	// connections now rather than at their idle timeout.

@@ -9,6 +9,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -90,6 +92,9 @@ func (h *StreamHandle) Finish(err error, gone bool, latency time.Duration) {
 	case err == nil:
 		r.permit.Done(nil)
 		r.fire(fsm.EventSucceed, fsm.Detail{Attempt: r.attempts, Provider: t.Provider, Status: 200, Latency: latency})
+	case errors.Is(err, errShutdown):
+		r.permit.Done(providers.ClassCanceled) // the gateway's doing, not the provider's
+		r.fire(fsm.EventGiveUp, fsm.Detail{Attempt: r.attempts, Provider: t.Provider, Status: 503, Reason: "shutdown", Latency: latency})
 	default:
 		r.permit.Done(err)
 		r.lastErr = err
@@ -131,11 +136,18 @@ func (s *Server) writeStream(ctx *fasthttp.RequestCtx, id string, res Result, re
 		defer rctx.cancel()
 		defer stop()
 		defer sctx.watchClient(conn, &s.watches).stop()
+		live := s.streams.add(sctx)
+		defer s.streams.remove(live)
 		if conn != nil {
 			// A long stream must not be cut by a write deadline (DESIGN §8).
 			_ = conn.SetWriteDeadline(time.Time{})
 		}
 		err, gone := pump(sctx, stop, w, res.Stream, includeUsage, s.settings.Policy.StreamContinuation, heartbeat)
+		if live.aborted.Load() {
+			// Shutdown cut it (its drain ran out), not the client.
+			err, gone = errShutdown, false
+			_ = (&chunkWriter{w: w}).event(shutdownEvent(id))
+		}
 		ended = true
 		res.Stream.Finish(err, gone, s.clock.Now().Sub(start))
 		s.metrics.requestEnded(res.Stream.r.m.State() == fsm.Succeeded, true, s.clock.Now().Sub(start))
@@ -405,4 +417,73 @@ func (cw *chunkWriter) errorEvent(err error) error {
 	out = jsonenc.AppendString(out, "upstream_"+string(providers.ClassOf(err)))
 	out = append(out, `}}`...)
 	return cw.event(out)
+}
+
+// errShutdown ends a stream that Shutdown cut when its drain ran out.
+var errShutdown = errors.New("the gateway shut down before the stream ended")
+
+// streamAbortWait bounds how long Shutdown waits for the streams it cut to
+// write their error event and log their end.
+const streamAbortWait = 2 * time.Second
+
+func shutdownEvent(id string) []byte {
+	out := []byte(`{"error":{"message":"the gateway is shutting down and cut this stream before it ended; retry the request",` +
+		`"type":"server_error","param":null,"code":"gateway_shutting_down"},"request_id":`)
+	out = jsonenc.AppendString(out, id)
+	return append(out, '}')
+}
+
+// liveStreams are the streams flowing to clients.
+type liveStreams struct {
+	mu  sync.Mutex
+	set map[*liveStream]struct{}
+}
+
+// liveStream is one of them: its context, and whether Shutdown cut it.
+type liveStream struct {
+	ctx     *callCtx
+	aborted atomic.Bool
+}
+
+func (l *liveStreams) add(ctx *callCtx) *liveStream {
+	ls := &liveStream{ctx: ctx}
+	l.mu.Lock()
+	if l.set == nil {
+		l.set = map[*liveStream]struct{}{}
+	}
+	l.set[ls] = struct{}{}
+	l.mu.Unlock()
+	return ls
+}
+
+func (l *liveStreams) remove(ls *liveStream) {
+	l.mu.Lock()
+	delete(l.set, ls)
+	l.mu.Unlock()
+}
+
+// abort cuts every stream and waits up to wait for them to end.
+func (l *liveStreams) abort(wait time.Duration) {
+	l.mu.Lock()
+	n := len(l.set)
+	for ls := range l.set {
+		ls.aborted.Store(true)
+		ls.ctx.cancel()
+	}
+	l.mu.Unlock()
+	if n == 0 {
+		return
+	}
+	for end := time.Now().Add(wait); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		l.mu.Lock()
+		n = len(l.set)
+		l.mu.Unlock()
+		if n == 0 {
+			// A writer that returned has left its last bytes in
+			// fasthttp's pipe; its connection copies them out within
+			// microseconds, before a process that exits next.
+			time.Sleep(50 * time.Millisecond)
+			return
+		}
+	}
 }

@@ -332,3 +332,57 @@ func TestStreamEventOnSeveralDataLinesIsForwardedWhole(t *testing.T) {
 		t.Fatalf("text %q, finish %q, error %v\n%s", text, finish, err, rawStream(t, g, `{"model":"gpt-4","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
 	}
 }
+
+// A drain that runs out with a stream still flowing ends it with an error
+// event (never a cut that an SDK could take for a whole answer) and a
+// give_up, so the journal replays with no journey unfinished.
+func TestDrainThatRunsOutEndsAFlowingStreamWithAnErrorEvent(t *testing.T) {
+	g := startGateway(t, nil)
+	g.fault(mock.Rule{Provider: "openai", Fault: mock.FaultStreamStall, Count: 1})
+	conn, err := net.Dial("tcp", g.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	body := `{"model":"gpt-4","stream":true,"messages":[{"role":"user","content":"a stream still flowing at shutdown"}]}`
+	_, _ = conn.Write([]byte("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Request-ID: at-shutdown\r\nContent-Type: application/json\r\nContent-Length: " +
+		itoa(len(body)) + "\r\n\r\n" + body))
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(conn)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("no first chunk: %v", err)
+		}
+		if strings.HasPrefix(line, "data: {") {
+			break
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := g.srv.Shutdown(ctx); err == nil {
+		t.Fatal("the drain reported success with a stream still flowing")
+	}
+	// The connection stays open (this process goes on): read up to the
+	// stream's last event.
+	var rest strings.Builder
+	for !strings.Contains(rest.String(), "gateway_shutting_down") && !strings.Contains(rest.String(), "[DONE]") {
+		line, err := r.ReadString('\n')
+		rest.WriteString(line)
+		if err != nil {
+			t.Fatalf("the stream ended without its error event (%v):\n%s", err, rest.String())
+		}
+	}
+	if !strings.Contains(rest.String(), `"code":"gateway_shutting_down"`) || !strings.Contains(rest.String(), `"request_id":"at-shutdown"`) ||
+		strings.Contains(rest.String(), "[DONE]") {
+		t.Fatalf("the rest of the stream:\n%s", rest.String())
+	}
+	gave := g.lines("request_id=at-shutdown", "action=gave_up")
+	if len(gave) != 1 || !strings.Contains(gave[0], "status=503") || !strings.Contains(gave[0], "reason=shutdown") {
+		t.Fatalf("give_up %v\n%s", gave, g.log.String())
+	}
+	if s := g.srv.Breakers()["openai"].Snapshot(); s.Failures != 0 {
+		t.Fatalf("a shutdown must not count against the provider: %+v", s)
+	}
+	// The cleanup replays the journal: no journey may be left unfinished.
+}
