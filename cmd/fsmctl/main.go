@@ -7,6 +7,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -54,6 +55,13 @@ func diagram(args []string, stdout, stderr io.Writer) int {
 	machine := fs.String("machine", "request", "which machine: request or breaker")
 	format := fs.String("format", "mermaid", "output format: mermaid or dot")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "fsmctl diagram: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
 	var def *fsm.Definition
@@ -83,6 +91,13 @@ func docs(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	out := fs.String("out", "docs", "directory to write the generated files into")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "fsmctl docs: unexpected argument %q (the directory is -out DIR)\n", fs.Arg(0))
 		return 2
 	}
 	if err := os.MkdirAll(*out, 0o755); err != nil {

@@ -185,3 +185,20 @@ INFO  request_id=req_x action=rejected machine=request event=reject from=receive
 		t.Fatalf("the model is not shown quoted:\n%s", out)
 	}
 }
+
+func TestDocsAndDiagramHelpExitZeroAndStrayArgumentsExitTwo(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"docs", "-h"}, 0},
+		{[]string{"diagram", "-h"}, 0},
+		{[]string{"docs", "-out", t.TempDir(), "stray"}, 2},
+		{[]string{"diagram", "stray"}, 2},
+	} {
+		var out, errb bytes.Buffer
+		if code := run(tc.args, &out, &errb); code != tc.code {
+			t.Errorf("%v: exit %d, want %d: %s", tc.args, code, tc.code, errb.String())
+		}
+	}
+}

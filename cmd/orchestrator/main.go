@@ -10,6 +10,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -43,6 +44,13 @@ func run(args []string, stderr io.Writer) int {
 	drain := fs.Duration("drain", 0, "how long shutdown waits for requests in flight (default from the config, server.drain_timeout, 30s)")
 	printDefault := fs.Bool("print-default-config", false, "print the embedded default configuration and exit")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "orchestrator: unexpected argument %q (the configuration file is -config FILE)\n", fs.Arg(0))
 		return 2
 	}
 	if *printDefault {
