@@ -101,6 +101,8 @@ func (s *Settings) ApplyDefaults() {
 var (
 	providerNameRE = regexp.MustCompile(`^[a-z0-9_-]+$`)
 	envNameRE      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	// anthropicVersionRE is the form of the anthropic-version header.
+	anthropicVersionRE = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}$`)
 )
 
 // Validate reports every problem of s, joined with errors.Join, each a
@@ -160,11 +162,17 @@ func (s *Settings) Validate() error {
 			// Not quoted: a key pasted here by mistake must not reach a log.
 			bad(key+".api_key_env", "must be the name of an environment variable (letters, digits and _), not the key itself")
 		}
-		if p.Kind == KindAnthropic {
-			if p.AnthropicVersion == "" {
-				bad(key+".anthropic_version", "required, e.g. %s", DefaultAnthropicVersion)
+		switch {
+		case p.Kind == KindAnthropic:
+			if !anthropicVersionRE.MatchString(p.AnthropicVersion) {
+				// The anthropic-version header is a date; anything else
+				// fails every call with a 400.
+				bad(key+".anthropic_version", "must be a date like %s, got %q", DefaultAnthropicVersion, p.AnthropicVersion)
 			}
 			atLeast1(key+".default_max_tokens", p.DefaultMaxTokens)
+		case p.AnthropicVersion != "" || p.DefaultMaxTokens != 0:
+			// A setting that does nothing must not pass for one that does.
+			bad(key, "anthropic_version and default_max_tokens apply only to kind anthropic")
 		}
 		atLeast1(key+".max_conns", p.MaxConns)
 		notNegative(key+".max_conn_wait", p.MaxConnWait)
