@@ -157,25 +157,7 @@ func TestStreamThatStallsPastTheIdleLimitEndsWithAnErrorEvent(t *testing.T) {
 
 func TestClientThatLeavesMidStreamCancelsTheUpstream(t *testing.T) {
 	g := startGateway(t, nil)
-	g.fault(mock.Rule{Provider: "openai", Fault: mock.FaultStreamStall, Count: 1})
-	conn, err := net.Dial("tcp", strings.TrimPrefix(g.url, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	body := `{"model":"gpt-4","stream":true,"messages":[{"role":"user","content":"a stream the client abandons"}]}`
-	_, _ = conn.Write([]byte("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Request-ID: walker\r\nContent-Type: application/json\r\nContent-Length: " +
-		itoa(len(body)) + "\r\n\r\n" + body))
-	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	r := bufio.NewReader(conn)
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			t.Fatalf("no first chunk: %v", err)
-		}
-		if strings.HasPrefix(line, "data: {") {
-			break
-		}
-	}
+	conn, _ := stalledStream(t, g, "walker")
 	start := time.Now()
 	_ = conn.Close()
 	gave := g.waitLines("request_id=walker", "action=gave_up")
@@ -338,26 +320,7 @@ func TestStreamEventOnSeveralDataLinesIsForwardedWhole(t *testing.T) {
 // give_up, so the journal replays with no journey unfinished.
 func TestDrainThatRunsOutEndsAFlowingStreamWithAnErrorEvent(t *testing.T) {
 	g := startGateway(t, nil)
-	g.fault(mock.Rule{Provider: "openai", Fault: mock.FaultStreamStall, Count: 1})
-	conn, err := net.Dial("tcp", g.addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	body := `{"model":"gpt-4","stream":true,"messages":[{"role":"user","content":"a stream still flowing at shutdown"}]}`
-	_, _ = conn.Write([]byte("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Request-ID: at-shutdown\r\nContent-Type: application/json\r\nContent-Length: " +
-		itoa(len(body)) + "\r\n\r\n" + body))
-	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	r := bufio.NewReader(conn)
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			t.Fatalf("no first chunk: %v", err)
-		}
-		if strings.HasPrefix(line, "data: {") {
-			break
-		}
-	}
+	_, r := stalledStream(t, g, "at-shutdown")
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	if err := g.srv.Shutdown(ctx); err == nil {
@@ -385,4 +348,31 @@ func TestDrainThatRunsOutEndsAFlowingStreamWithAnErrorEvent(t *testing.T) {
 		t.Fatalf("a shutdown must not count against the provider: %+v", s)
 	}
 	// The cleanup replays the journal: no journey may be left unfinished.
+}
+
+// stalledStream opens a stream that the mock stalls after its first chunks,
+// as request id, and reads it up to its first chunk. The connection is
+// closed at the test's end.
+func stalledStream(t *testing.T, g *gateway, id string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	g.fault(mock.Rule{Provider: "openai", Fault: mock.FaultStreamStall, Count: 1})
+	conn, err := net.Dial("tcp", g.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	body := `{"model":"gpt-4","stream":true,"messages":[{"role":"user","content":"a stream that stalls halfway"}]}`
+	_, _ = conn.Write([]byte("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Request-ID: " + id + "\r\nContent-Type: application/json\r\nContent-Length: " +
+		itoa(len(body)) + "\r\n\r\n" + body))
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(conn)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("no first chunk: %v", err)
+		}
+		if strings.HasPrefix(line, "data: {") {
+			return conn, r
+		}
+	}
 }
