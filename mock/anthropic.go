@@ -66,7 +66,7 @@ func (s *Server) serveAnthropic(ctx *fasthttp.RequestCtx) {
 			anWriteError(ctx, rid, anStatusError(rule.Status))
 		case FaultOverloaded:
 			anWriteError(ctx, rid, &anError{529, "overloaded_error", "Overloaded"})
-		case FaultMalformed, FaultStreamCut, FaultStreamStall:
+		case FaultMalformed, FaultStreamCut, FaultStreamStall, FaultStreamTruncate:
 			if !s.wait(s.latency()) {
 				anWriteError(ctx, rid, anShuttingDown)
 				return

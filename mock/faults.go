@@ -41,6 +41,12 @@ const (
 	// server is closed: an upstream that stalls mid-stream. Non-streamed
 	// calls skip such a rule without consuming it.
 	FaultStreamStall = "stream_stall"
+	// FaultStreamTruncate sends about half of a stream, then ends its body
+	// cleanly (the chunked terminator), without the provider's end marker
+	// ([DONE] for OpenAI, message_stop for Anthropic): a stream that reads
+	// as complete to anything that checks only the framing. Non-streamed
+	// calls skip such a rule without consuming it.
+	FaultStreamTruncate = "stream_truncate"
 )
 
 // Defaults for a rule's zero fields.
@@ -51,15 +57,16 @@ const (
 )
 
 var faultOutcomes = map[string]outcome{
-	FaultTimeout:     outcomeTimeout,
-	FaultRateLimit:   outcomeRateLimit,
-	FaultServerError: outcomeServerError,
-	FaultOverloaded:  outcomeOverloaded,
-	FaultMalformed:   outcomeMalformed,
-	FaultReset:       outcomeReset,
-	FaultHang:        outcomeHang,
-	FaultStreamCut:   outcomeStreamCut,
-	FaultStreamStall: outcomeStreamStall,
+	FaultTimeout:        outcomeTimeout,
+	FaultRateLimit:      outcomeRateLimit,
+	FaultServerError:    outcomeServerError,
+	FaultOverloaded:     outcomeOverloaded,
+	FaultMalformed:      outcomeMalformed,
+	FaultReset:          outcomeReset,
+	FaultHang:           outcomeHang,
+	FaultStreamCut:      outcomeStreamCut,
+	FaultStreamStall:    outcomeStreamStall,
+	FaultStreamTruncate: outcomeStreamTruncate,
 }
 
 // Rule injects one fault into the next Count matching requests (0: until
@@ -88,7 +95,7 @@ func (r Rule) normalize() (Rule, error) {
 		return r, fmt.Errorf("%w: unknown provider %q (want %q, %q or %q)", ErrInvalidRule, r.Provider, ProviderOpenAI, ProviderAnthropic, ProviderAny)
 	}
 	if _, ok := faultOutcomes[r.Fault]; !ok {
-		return r, fmt.Errorf("%w: unknown fault %q (want one of timeout, rate_limit, server_error, overloaded, malformed, reset, hang, stream_cut, stream_stall)", ErrInvalidRule, r.Fault)
+		return r, fmt.Errorf("%w: unknown fault %q (want one of timeout, rate_limit, server_error, overloaded, malformed, reset, hang, stream_cut, stream_stall, stream_truncate)", ErrInvalidRule, r.Fault)
 	}
 	for _, f := range []struct {
 		name string
@@ -122,7 +129,7 @@ func (r Rule) matches(p provider, stream bool) bool {
 	if r.Provider != ProviderAny && r.Provider != p.String() {
 		return false
 	}
-	return (r.Fault != FaultStreamCut && r.Fault != FaultStreamStall) || stream
+	return (r.Fault != FaultStreamCut && r.Fault != FaultStreamStall && r.Fault != FaultStreamTruncate) || stream
 }
 
 // ruleSet is the ordered list of fault rules.

@@ -68,7 +68,7 @@ func (s *Server) serveOpenAI(ctx *fasthttp.RequestCtx) {
 		case FaultOverloaded:
 			oaWriteError(ctx, &oaError{fasthttp.StatusServiceUnavailable, "server_error",
 				"The engine is currently overloaded, please try again later.", "", ""})
-		case FaultMalformed, FaultStreamCut, FaultStreamStall:
+		case FaultMalformed, FaultStreamCut, FaultStreamStall, FaultStreamTruncate:
 			if !s.wait(s.latency()) {
 				oaWriteError(ctx, oaShuttingDown)
 				return

@@ -38,11 +38,14 @@ func setStreamHeaders(ctx *fasthttp.RequestCtx) {
 
 // sendStream sends a streamed answer under fault: FaultMalformed breaks its
 // first event, FaultStreamCut and FaultStreamStall cut it after its first
-// events; any other fault (none) sends it whole.
+// events, FaultStreamTruncate ends it cleanly there; any other fault (none)
+// sends it whole.
 func (s *Server) sendStream(ctx *fasthttp.RequestCtx, ev *events, fault string) {
 	switch fault {
 	case FaultMalformed:
 		stream(ctx, ev.broken())
+	case FaultStreamTruncate:
+		stream(ctx, ev.head(max(ev.len()/2, 1)))
 	case FaultStreamCut, FaultStreamStall:
 		s.cutStream(ctx, ev, fault == FaultStreamStall)
 	default:
@@ -94,6 +97,11 @@ func (s *Server) cutStream(ctx *fasthttp.RequestCtx, ev *events, stall bool) {
 		sent[i] = ev.at(i)
 	}
 	s.hijackStreamCut(ctx, head, sent, stall)
+}
+
+// head returns the stream's first n events.
+func (e *events) head(n int) *events {
+	return &events{b: e.b[:e.ends[n-1]], ends: e.ends[:n]}
 }
 
 // broken returns a stream of one event: the first event with its data cut in

@@ -46,13 +46,14 @@ const (
 	outcomeHang
 	outcomeStreamCut
 	outcomeStreamStall
+	outcomeStreamTruncate
 	numOutcomes
 )
 
 var outcomeNames = [numOutcomes]string{
 	OutcomeOK, OutcomeInvalid, OutcomeAuth,
 	FaultTimeout, FaultRateLimit, FaultServerError, FaultOverloaded,
-	FaultMalformed, FaultReset, FaultHang, FaultStreamCut, FaultStreamStall,
+	FaultMalformed, FaultReset, FaultHang, FaultStreamCut, FaultStreamStall, FaultStreamTruncate,
 }
 
 func (o outcome) String() string { return outcomeNames[o] }

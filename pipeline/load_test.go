@@ -57,6 +57,7 @@ func loadEnvInt(name string, def int64) int64 {
 var loadFaults = []string{
 	mock.FaultTimeout, mock.FaultRateLimit, mock.FaultServerError, mock.FaultOverloaded,
 	mock.FaultMalformed, mock.FaultReset, mock.FaultHang, mock.FaultStreamCut, mock.FaultStreamStall,
+	mock.FaultStreamTruncate,
 }
 
 // loadTally is what the clients saw.

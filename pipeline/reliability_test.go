@@ -459,6 +459,15 @@ func relMatrix() []relCase {
 			status: 200, provider: oa, end: relErrorEvent, openai: closed, anthro: closed},
 		relCase{name: "stream_stall/stream/both", rules: relRules("*", mock.FaultStreamStall), stream: true,
 			status: 200, provider: oa, end: relErrorEvent, openai: closed, anthro: closed},
+		// A stream whose body ends cleanly before the provider's end marker
+		// is as truncated as a cut one: an error event, never [DONE].
+		relCase{name: "stream_truncate/plain/openai", rules: relRules(oa, mock.FaultStreamTruncate),
+			status: 200, provider: oa, openai: closed, anthro: closed, minAttempts: 1},
+		relCase{name: "stream_truncate/stream/openai", rules: relRules(oa, mock.FaultStreamTruncate), stream: true,
+			status: 200, provider: oa, end: relErrorEvent, openai: closed, anthro: closed},
+		relCase{name: "stream_truncate/stream/openai/continuation", rules: relRules(oa, mock.FaultStreamTruncate), stream: true,
+			setup:  func(t *testing.T, c *config.Config) { c.Pipeline.Policy.StreamContinuation = true },
+			status: 200, provider: oa, end: relDone, openai: closed, anthro: closed},
 		// With stream continuation on, a stream cut after its first byte
 		// goes on from Anthropic (which continues a prefill): the client
 		// sees one clean stream, begun by openai.
@@ -472,6 +481,8 @@ func relMatrix() []relCase {
 			setup:  func(t *testing.T, c *config.Config) { c.Pipeline.Policy.StreamContinuation = true },
 			status: 200, provider: oa, end: relErrorEvent, openai: closed, anthro: closed},
 		// Anthropic first (route claude-3-5-sonnet) for the translated stream.
+		relCase{name: "stream_truncate/stream/anthropic_first", rules: relRules(an, mock.FaultStreamTruncate), stream: true,
+			status: 200, provider: an, end: relErrorEvent, openai: closed, anthro: closed},
 		relCase{name: "stream_cut/stream/anthropic_first", rules: relRules(an, mock.FaultStreamCut), stream: true,
 			status: 200, provider: an, end: relErrorEvent, openai: closed, anthro: closed},
 	)
