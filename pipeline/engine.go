@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/llm-gateway/gateway/fsm"
@@ -118,6 +119,10 @@ type run struct {
 	skipReason     string
 	breakerSkipped bool
 	refusal        error
+
+	// The retry budget's answer for attempt budgetAsked (tryRetry).
+	budgetAsked int
+	budgetOK    bool
 
 	// Room for tried and roundLimited on routes of up to four targets,
 	// saving two allocations per request.
@@ -357,11 +362,21 @@ func (r *run) decide(idx int, err error, hasNext bool) (next step, wait time.Dur
 
 // tryRetry takes a retry from the provider's budget, counting a refusal.
 func (r *run) tryRetry(provider string) bool {
-	if r.e.budgets[provider].TryRetry() {
-		return true
+	// Asked once per failed attempt: decide may run twice for one (when
+	// the failover it chose finds no target), and must neither spend the
+	// budget twice nor count or log its refusal twice.
+	if r.budgetAsked == r.attempts {
+		return r.budgetOK
 	}
-	r.e.metrics.budgetExhausted(provider)
-	return false
+	r.budgetAsked, r.budgetOK = r.attempts, r.e.budgets[provider].TryRetry()
+	if !r.budgetOK {
+		r.e.metrics.budgetExhausted(provider)
+		// Said in the journal too: without it a give_up after fewer
+		// attempts than max_attempts reads like a policy bug.
+		r.e.journal.Message(levelWarn, "retry_budget_exhausted", "request_id", r.m.ID(), "provider", provider,
+			"attempt", strconv.Itoa(r.attempts))
+	}
+	return r.budgetOK
 }
 
 // hasNext reports whether a target after idx exists (its breaker is asked

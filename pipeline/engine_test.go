@@ -1,8 +1,9 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
-	"io"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -65,6 +66,25 @@ type harness struct {
 	provs  map[string]*scripted
 	mu     sync.Mutex
 	trans  []fsm.Transition
+	log    lockedBuffer // the journal
+}
+
+// lockedBuffer is a bytes.Buffer safe for the journal's writer and a test.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func newHarness(t *testing.T, p Policy, outcomes map[string][]error) *harness {
@@ -86,7 +106,7 @@ func newHarness(t *testing.T, p Policy, outcomes map[string][]error) *harness {
 		Providers: provs,
 		Breakers:  breakers,
 		Clock:     h.clock,
-		Journal:   NewJournal(io.Discard, "text", h.clock.Now),
+		Journal:   NewJournal(&h.log, "text", h.clock.Now),
 		Rand:      func() float64 { return 0.5 },
 	})
 	t.Cleanup(h.engine.journal.Close)
@@ -344,5 +364,24 @@ func TestEngineTreatsATargetWhoseNextOnesArePassedOverAsTheLast(t *testing.T) {
 			}
 			h.expectEvents("validate@", "attempt@openai", "retry@openai", "attempt@openai", "succeed@openai")
 		})
+	}
+}
+
+// A retry the budget refuses is said in the journal, once per attempt, even
+// when the engine decides twice (its failover found no target to take it).
+func TestEngineLogsARetryTheBudgetRefusedOnce(t *testing.T) {
+	h := newHarness(t, Policy{RetryBudget: BudgetSettings{Window: 10 * time.Second, Ratio: 0.0001, MinRetries: 1}}, map[string][]error{
+		"openai": {fail(providers.ClassServer, 0), fail(providers.ClassServer, 0), fail(providers.ClassServer, 0)},
+	})
+	h.tripBreaker("anthropic")
+	done := h.start(context.Background(), "gpt-4")
+	h.expectSleep(2 * time.Second) // the one retry the budget allows
+	r := h.result(done)
+	if r.Err == nil || r.Err.Status != 502 || r.Attempts != 2 {
+		t.Fatalf("result %+v err %+v", r, r.Err)
+	}
+	h.engine.journal.Flush()
+	if n := strings.Count(h.log.String(), "action=retry_budget_exhausted request_id=req_test provider=openai attempt=2"); n != 1 {
+		t.Fatalf("%d budget lines, want 1:\n%s", n, h.log.String())
 	}
 }
