@@ -59,7 +59,7 @@ type connLimiter struct {
 	max, maxPerIP int
 	onReject      func(perIP bool)
 	onRefuse      func(status int) // a connection refused on its first bytes
-	answers       [2][]byte        // the refusals, rendered once: [per ip?]
+	refusals      [2]*apiError     // the refusals: [per ip?]
 
 	open      atomic.Int64
 	closeOnce sync.Once
@@ -71,10 +71,10 @@ type connLimiter struct {
 
 func newConnLimiter(ln net.Listener, max, maxPerIP int, onReject func(perIP bool)) *connLimiter {
 	l := &connLimiter{Listener: ln, max: max, maxPerIP: maxPerIP, onReject: onReject, perIP: make(map[string]int)}
-	l.answers[0] = rawErrorAnswer("", &apiError{Status: 503, Type: typeServer, Code: "too_many_connections", RetryAfter: time.Second,
-		Message: fmt.Sprintf("the gateway is serving its maximum of %d connections (server.max_conns); retry shortly", max)})
-	l.answers[1] = rawErrorAnswer("", &apiError{Status: 429, Type: typeRateLimit, Code: "too_many_connections", RetryAfter: time.Second,
-		Message: fmt.Sprintf("this address has %d connections open, the most allowed (server.max_conns_per_ip); reuse a connection or retry shortly", maxPerIP)})
+	l.refusals[0] = &apiError{Status: 503, Type: typeServer, Code: "too_many_connections", RetryAfter: time.Second,
+		Message: fmt.Sprintf("the gateway is serving its maximum of %d connections (server.max_conns); retry shortly", max)}
+	l.refusals[1] = &apiError{Status: 429, Type: typeRateLimit, Code: "too_many_connections", RetryAfter: time.Second,
+		Message: fmt.Sprintf("this address has %d connections open, the most allowed (server.max_conns_per_ip); reuse a connection or retry shortly", maxPerIP)}
 	return l
 }
 
@@ -153,11 +153,13 @@ func (l *connLimiter) reject(c net.Conn, perIP bool) {
 	if l.onReject != nil {
 		l.onReject(perIP)
 	}
-	answer := l.answers[b2i(perIP)]
+	ae := l.refusals[b2i(perIP)]
 	go func() {
 		defer c.Close()
 		_ = c.SetDeadline(time.Now().Add(rejectLinger))
-		_, _ = c.Write(answer)
+		// Rendered per refusal, off the accept loop: its own Date and
+		// request ID, as every other answer has.
+		_, _ = c.Write(rawErrorAnswer(newRequestID(), ae))
 		if cw, ok := c.(interface{ CloseWrite() error }); ok {
 			_ = cw.CloseWrite()
 		}

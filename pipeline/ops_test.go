@@ -538,11 +538,17 @@ func TestConnectionLimitsAnswerInTheOpenAIShape(t *testing.T) {
 			}
 			a := waitForAnswer(t, g, hello, func(a rawAnswer) bool { return a.status == tc.status })
 			var e struct {
-				Error struct{ Message, Type, Code string }
+				Error     struct{ Message, Type, Code string }
+				RequestID string `json:"request_id"`
 			}
 			if err := json.Unmarshal([]byte(a.body), &e); err != nil || e.Error.Code != "too_many_connections" ||
 				!strings.Contains(e.Error.Message, "server."+tc.limit) || a.header.Get("Retry-After") != "1" {
 				t.Fatalf("refusal %d %v %s", a.status, a.header, a.body)
+			}
+			// Rendered for this refusal: its own request ID and date.
+			date, err := http.ParseTime(a.header.Get("Date"))
+			if e.RequestID == "" || a.header.Get("X-Request-ID") != e.RequestID || err != nil || time.Since(date) > time.Minute {
+				t.Fatalf("refusal request_id %q, header %v", e.RequestID, a.header)
 			}
 			_ = held[0].Close()
 			if a := waitForAnswer(t, g, hello, func(a rawAnswer) bool { return a.status == 200 }); a.status != 200 {
