@@ -68,7 +68,7 @@ type Chunk struct {
 type ChunkChoice struct {
 	Index        int             `json:"index"`
 	Delta        Delta           `json:"delta"`
-	Logprobs     json.RawMessage `json:"logprobs,omitempty"`
+	Logprobs     json.RawMessage `json:"logprobs"`
 	FinishReason *string         `json:"finish_reason"`
 }
 

@@ -230,13 +230,13 @@ func TestAnthropicStreamDecoderTranslatesEvents(t *testing.T) {
 		got = append(got, string(b))
 	}
 	want := []string{
-		`[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]`,
-		`[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]`,
-		`[{"index":0,"delta":{"content":" there"},"finish_reason":null}]`,
-		`[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"toolu_1","type":"function","function":{"name":"f","arguments":""}}]},"finish_reason":null}]`,
-		`[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"a\":"}}]},"finish_reason":null}]`,
-		`[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"1}"}}]},"finish_reason":null}]`,
-		`[{"index":0,"delta":{},"finish_reason":"tool_calls"}] usage={"prompt_tokens":12,"completion_tokens":7,"total_tokens":19}`,
+		`[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]`,
+		`[{"index":0,"delta":{"content":"Hi"},"logprobs":null,"finish_reason":null}]`,
+		`[{"index":0,"delta":{"content":" there"},"logprobs":null,"finish_reason":null}]`,
+		`[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"toolu_1","type":"function","function":{"name":"f","arguments":""}}]},"logprobs":null,"finish_reason":null}]`,
+		`[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"a\":"}}]},"logprobs":null,"finish_reason":null}]`,
+		`[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"1}"}}]},"logprobs":null,"finish_reason":null}]`,
+		`[{"index":0,"delta":{},"logprobs":null,"finish_reason":"tool_calls"}] usage={"prompt_tokens":12,"completion_tokens":7,"total_tokens":19}`,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
