@@ -88,6 +88,10 @@ func TestControlAPIValidatesRules(t *testing.T) {
 		{"negative delay", `{"fault":"timeout","delay_ms":-5}`, "delay_ms must not be negative"},
 		{"negative retry_after_s", `{"fault":"rate_limit","retry_after_s":-1}`, "retry_after_s must not be negative"},
 		{"status out of range", `{"fault":"server_error","status":200}`, "status must be between 400 and 599"},
+		{"a delay that would overflow", `{"fault":"timeout","delay_ms":9300000000000}`, "delay_ms must be at most 86400000"},
+		{"status on another fault", `{"fault":"rate_limit","status":500}`, "status applies only to server_error"},
+		{"delay on another fault", `{"fault":"hang","delay_ms":5}`, "delay_ms applies only to timeout"},
+		{"retry_after_s on another fault", `{"fault":"server_error","retry_after_s":5}`, "retry_after_s applies only to rate_limit"},
 		{"misspelt field", `{"fault":"hang","cuont":1}`, `unknown field "cuont"`},
 		{"not JSON", `fault=hang`, "invalid rule JSON"},
 	}

@@ -82,6 +82,9 @@ type Rule struct {
 	Status      int    `json:"status"`        // FaultServerError: the status, 400–599; 0 means 500
 }
 
+// maxDelayMS bounds a rule's delay_ms (and retry_after_s): a day.
+const maxDelayMS = 24 * 60 * 60 * 1000
+
 // ErrInvalidRule wraps every error AddFault returns for a bad rule.
 var ErrInvalidRule = errors.New("mock: invalid fault rule")
 
@@ -107,6 +110,24 @@ func (r Rule) normalize() (Rule, error) {
 	}
 	if r.Status != 0 && (r.Status < 400 || r.Status > 599) {
 		return r, fmt.Errorf("%w: status must be between 400 and 599, got %d", ErrInvalidRule, r.Status)
+	}
+	// A delay past a day would overflow time.Duration at the top of the
+	// range (a negative wait: no delay at all); none is useful anyway.
+	if r.DelayMS > maxDelayMS {
+		return r, fmt.Errorf("%w: delay_ms must be at most %d (a day), got %d", ErrInvalidRule, maxDelayMS, r.DelayMS)
+	}
+	if r.RetryAfterS > maxDelayMS/1000 {
+		return r, fmt.Errorf("%w: retry_after_s must be at most %d (a day), got %d", ErrInvalidRule, maxDelayMS/1000, r.RetryAfterS)
+	}
+	// A field that the fault does not use is a mistake in the rule, not
+	// something to store and ignore.
+	switch {
+	case r.Status != 0 && r.Fault != FaultServerError:
+		return r, fmt.Errorf("%w: status applies only to server_error, not %s", ErrInvalidRule, r.Fault)
+	case r.RetryAfterS != 0 && r.Fault != FaultRateLimit:
+		return r, fmt.Errorf("%w: retry_after_s applies only to rate_limit, not %s", ErrInvalidRule, r.Fault)
+	case r.DelayMS != 0 && r.Fault != FaultTimeout:
+		return r, fmt.Errorf("%w: delay_ms applies only to timeout, not %s", ErrInvalidRule, r.Fault)
 	}
 	switch r.Fault {
 	case FaultTimeout:
