@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"bytes"
 	"context"
 	"strings"
 	"sync"
@@ -66,25 +65,7 @@ type harness struct {
 	provs  map[string]*scripted
 	mu     sync.Mutex
 	trans  []fsm.Transition
-	log    lockedBuffer // the journal
-}
-
-// lockedBuffer is a bytes.Buffer safe for the journal's writer and a test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	log    lockedLog // the journal
 }
 
 func newHarness(t *testing.T, p Policy, outcomes map[string][]error) *harness {
@@ -381,7 +362,8 @@ func TestEngineLogsARetryTheBudgetRefusedOnce(t *testing.T) {
 		t.Fatalf("result %+v err %+v", r, r.Err)
 	}
 	h.engine.journal.Flush()
-	if n := strings.Count(h.log.String(), "action=retry_budget_exhausted request_id=req_test provider=openai attempt=2"); n != 1 {
-		t.Fatalf("%d budget lines, want 1:\n%s", n, h.log.String())
+	out := h.log.take()
+	if n := strings.Count(out, "action=retry_budget_exhausted request_id=req_test provider=openai attempt=2"); n != 1 {
+		t.Fatalf("%d budget lines, want 1:\n%s", n, out)
 	}
 }

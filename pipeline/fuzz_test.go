@@ -374,19 +374,20 @@ func fuzzBegin(script uint64, upstream []byte) {
 	}
 }
 
-// fuzzLog is the fuzz server's journal, reset after each input.
-type fuzzLog struct {
+// lockedLog is a journal's output that a test reads while the journal
+// writes: the fuzz server's (reset after each input), the engine harness's.
+type lockedLog struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (l *fuzzLog) Write(p []byte) (int, error) {
+func (l *lockedLog) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
-func (l *fuzzLog) take() string {
+func (l *lockedLog) take() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s := l.b.String()
@@ -396,8 +397,8 @@ func (l *fuzzLog) take() string {
 
 // newFuzzServer builds a gateway whose two providers are fuzzProviders, with
 // timings that keep each input short, and shuts it down at cleanup.
-func newFuzzServer(f *testing.F) (*Server, *fuzzLog) {
-	log := &fuzzLog{}
+func newFuzzServer(f *testing.F) (*Server, *lockedLog) {
+	log := &lockedLog{}
 	upstream := startFuzzUpstream(f)
 	target := func(p, m string) providers.Target { return providers.Target{Provider: p, Model: m} }
 	ps := providers.Settings{
@@ -465,7 +466,7 @@ func startFuzzUpstream(f *testing.F) string {
 
 // fuzzCheckJournal fails on a recovered panic, and replays what the input
 // logged: every journey legal and finished.
-func fuzzCheckJournal(t *testing.T, srv *Server, log *fuzzLog) {
+func fuzzCheckJournal(t *testing.T, srv *Server, log *lockedLog) {
 	t.Helper()
 	srv.Journal().Flush()
 	out := log.take()
