@@ -33,7 +33,7 @@ func (h *StreamHandle) resume(ctx context.Context, err error, sofar string) (ski
 	r.permit.Done(err)
 	_ = r.stream.Close()
 	r.lastErr = err
-	r.e.journal.Failed(r.m.ID(), r.attempts, cut.Provider, err, 0)
+	r.e.journal.Failed(r.m.ID(), r.attempts, cut.Provider, err, r.e.clock.Now().Sub(r.lastStart))
 
 	prefill := strings.TrimRightFunc(sofar, unicode.IsSpace)
 	skip = sofar[len(prefill):]
@@ -65,9 +65,9 @@ func (h *StreamHandle) resume(ctx context.Context, err error, sofar string) (ski
 		}
 		r.attempts++
 		r.tried[idx]++
-		r.lastIdx = idx
+		r.lastIdx, r.lastStart = idx, r.e.clock.Now()
 		r.fire(fsm.EventAttempt, fsm.Detail{Attempt: r.attempts, Provider: t.Provider, Model: t.Model, Reason: "stream_continuation"})
-		timeout := r.firstTokenTimeout(r.e.clock.Now())
+		timeout := r.firstTokenTimeout(r.lastStart)
 		st, serr := r.e.providers[t.Provider].Stream(ctx, &req, providers.Call{Model: t.Model, RequestID: r.m.ID(), Timeout: timeout})
 		var first *providers.Chunk
 		if serr == nil {
@@ -82,7 +82,7 @@ func (h *StreamHandle) resume(ctx context.Context, err error, sofar string) (ski
 		if serr != nil {
 			permit.Done(r.breakerOutcome(serr, timeout, r.e.policy.FirstTokenTimeout))
 			r.lastErr = serr
-			r.e.journal.Failed(r.m.ID(), r.attempts, t.Provider, serr, 0)
+			r.e.journal.Failed(r.m.ID(), r.attempts, t.Provider, serr, r.e.clock.Now().Sub(r.lastStart))
 			if ctx.Err() != nil {
 				return "", false
 			}

@@ -101,6 +101,7 @@ type run struct {
 	lastIdx     int
 	lastLatency time.Duration // of the last attempt
 	lastEnd     time.Time     // when the last attempt ended
+	lastStart   time.Time     // when the last attempt began
 
 	// The current rate-limit round: which targets answered 429 since the
 	// round began, and the longest Retry-After they asked for.
@@ -249,7 +250,7 @@ func (r *run) attempt(idx int, permit *providers.Permit) (*providers.ChatRespons
 	timeout := attemptTimeout(now, r.e.policy.AttemptTimeout, r.deadline)
 	r.attempts++
 	r.tried[idx]++
-	r.lastIdx = idx
+	r.lastIdx, r.lastStart = idx, now
 	r.fireAt(fsm.EventAttempt, fsm.Detail{Attempt: r.attempts, Provider: t.Provider, Model: t.Model}, now)
 	r.e.budgets[t.Provider].Call()
 	var resp *providers.ChatResponse

@@ -202,6 +202,10 @@ func TestStreamContinuationJoinsACutStreamOnTheNextTarget(t *testing.T) {
 	if len(joined) != 1 {
 		t.Fatalf("the join is not marked in the log: %v", g.lines("request_id="))
 	}
+	// The cut attempt's failure is timed from the attempt's start.
+	if failed := g.lines("action=failed", "provider=openai"); len(failed) != 1 || strings.Contains(failed[0], "latency=0s") {
+		t.Fatalf("the cut's failed line: %v", failed)
+	}
 	if st := g.mock.Stats(); st.Outcome("openai", mock.FaultStreamCut) != 1 || st.Outcome("anthropic", mock.OutcomeOK) != 1 {
 		t.Fatalf("mock stats %+v", st)
 	}
