@@ -12,7 +12,6 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/llm-gateway/gateway/fsm"
-	"github.com/llm-gateway/gateway/providers/jsonenc"
 )
 
 // fasthttp does not recover panics (DESIGN §8): one would take the whole
@@ -76,12 +75,8 @@ func (s *Server) streamPanicked(w *bufio.Writer, id string, h *StreamHandle, p *
 	s.journal.Message(levelError, "panic", "request_id", id, "path", "/v1/chat/completions", "stream", "true",
 		"panic", truncate(fmt.Sprint(p.value), 300), "stack", p.stack)
 	safely(func() {
-		out := []byte(`{"error":{"message":"the gateway failed while streaming this answer; the failure is logged with its request ID",` +
-			`"type":"server_error","param":null,"code":"internal_error"},"request_id":`)
-		out = jsonenc.AppendString(out, id)
-		out = append(out, '}')
-		cw := chunkWriter{w: w}
-		_ = cw.event(out)
+		cw := chunkWriter{w: w, id: id}
+		_ = cw.failEvent("the gateway failed while streaming this answer; the failure is logged with its request ID", "internal_error")
 	})
 	if ended {
 		return

@@ -146,7 +146,7 @@ func (s *Server) writeStream(ctx *fasthttp.RequestCtx, id string, res Result, re
 		if live.aborted.Load() {
 			// Shutdown cut it (its drain ran out), not the client.
 			err, gone = errShutdown, false
-			_ = (&chunkWriter{w: w}).event(shutdownEvent(id))
+			_ = (&chunkWriter{w: w, id: id}).failEvent("the gateway is shutting down and cut this stream before it ended; retry the request", "gateway_shutting_down")
 		}
 		ended = true
 		res.Stream.Finish(err, gone, s.clock.Now().Sub(start))
@@ -170,7 +170,7 @@ type chunkOrErr struct {
 // is first offered to resume (continue.go).
 func pump(ctx context.Context, stop context.CancelFunc, w *bufio.Writer, h *StreamHandle, includeUsage, continuation bool, heartbeat time.Duration) (error, bool) {
 	first := h.First()
-	fwd := &chunkWriter{w: w, includeUsage: includeUsage, first: first, keepText: continuation}
+	fwd := &chunkWriter{w: w, id: h.r.m.ID(), includeUsage: includeUsage, first: first, keepText: continuation}
 	if err := fwd.write(first); err != nil {
 		stop()
 		return nil, true
@@ -284,6 +284,7 @@ func segment(ctx context.Context, stop context.CancelFunc, fwd *chunkWriter, h *
 // chunkWriter writes OpenAI SSE events.
 type chunkWriter struct {
 	w            *bufio.Writer
+	id           string // the request's, for failEvent
 	includeUsage bool
 	first        *providers.Chunk // the stream's first chunk: its id, created and model
 	usage        *providers.Usage // a translated stream's usage, held back for the last chunk
@@ -411,11 +412,20 @@ func (cw *chunkWriter) errorEvent(err error) error {
 	if errors.As(err, &pe) && pe.Message != "" {
 		msg += ": " + pe.Message
 	}
+	return cw.failEvent(msg, "upstream_"+string(providers.ClassOf(err)))
+}
+
+// failEvent ends a stream with an OpenAI error payload (a server_error with
+// code, and the request ID), which the SDKs raise as an error: the one shape
+// of every stream that ends without [DONE].
+func (cw *chunkWriter) failEvent(msg, code string) error {
 	out := []byte(`{"error":{"message":`)
 	out = jsonenc.AppendString(out, msg)
 	out = append(out, `,"type":"server_error","param":null,"code":`...)
-	out = jsonenc.AppendString(out, "upstream_"+string(providers.ClassOf(err)))
-	out = append(out, `}}`...)
+	out = jsonenc.AppendString(out, code)
+	out = append(out, `},"request_id":`...)
+	out = jsonenc.AppendString(out, cw.id)
+	out = append(out, '}')
 	return cw.event(out)
 }
 
@@ -425,13 +435,6 @@ var errShutdown = errors.New("the gateway shut down before the stream ended")
 // streamAbortWait bounds how long Shutdown waits for the streams it cut to
 // write their error event and log their end.
 const streamAbortWait = 2 * time.Second
-
-func shutdownEvent(id string) []byte {
-	out := []byte(`{"error":{"message":"the gateway is shutting down and cut this stream before it ended; retry the request",` +
-		`"type":"server_error","param":null,"code":"gateway_shutting_down"},"request_id":`)
-	out = jsonenc.AppendString(out, id)
-	return append(out, '}')
-}
 
 // liveStreams are the streams flowing to clients.
 type liveStreams struct {

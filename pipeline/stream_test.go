@@ -270,7 +270,7 @@ func TestStreamThatEndsBeforeItsEndMarkerIsAFailure(t *testing.T) {
 		for _, framing := range []string{"chunked", "close"} {
 			out := rawStream(t, g, `{"model":"`+model+`","stream":true,"messages":[{"role":"user","content":"`+framing+`"}]}`)
 			if !strings.Contains(out, "part1") || strings.Contains(out, "[DONE]") ||
-				!strings.Contains(out, `"code":"upstream_server"`) || !strings.Contains(out, "ended early") {
+				!strings.Contains(out, `"code":"upstream_server"},"request_id":"req_`) || !strings.Contains(out, "ended early") {
 				t.Fatalf("%s, %s: a truncated stream was not ended with an error event:\n%s", model, framing, out)
 			}
 		}
