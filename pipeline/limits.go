@@ -154,17 +154,23 @@ func (l *connLimiter) reject(c net.Conn, perIP bool) {
 		l.onReject(perIP)
 	}
 	ae := l.refusals[b2i(perIP)]
-	go func() {
+	go func() { // off the accept loop
 		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(rejectLinger))
-		// Rendered per refusal, off the accept loop: its own Date and
-		// request ID, as every other answer has.
-		_, _ = c.Write(rawErrorAnswer(newRequestID(), ae))
-		if cw, ok := c.(interface{ CloseWrite() error }); ok {
-			_ = cw.CloseWrite()
-		}
-		_, _ = io.Copy(io.Discard, io.LimitReader(c, 64<<10))
+		refuseConn(c, ae)
 	}()
+}
+
+// refuseConn answers ae on c with its own Date and request ID, half-closes
+// it, and reads what the client still sends: closing with unread bytes
+// would reset the connection before the client reads the answer. Bounded
+// by rejectLinger and 64 KiB. The caller closes c.
+func refuseConn(c net.Conn, ae *apiError) {
+	_ = c.SetDeadline(time.Now().Add(rejectLinger))
+	_, _ = c.Write(rawErrorAnswer(newRequestID(), ae))
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(c, 64<<10))
 }
 
 // rawErrorAnswer renders a whole HTTP/1.1 answer in the OpenAI error shape,
@@ -237,18 +243,12 @@ func firstBytesRefusal(b []byte) *apiError {
 	return nil
 }
 
-// refuse answers ae with a fresh request ID and closes the sending side.
+// refuse counts and answers a refusal of the connection's first bytes.
 func (c *limitedConn) refuse(ae *apiError) {
 	if c.l.onRefuse != nil {
 		c.l.onRefuse(ae.Status)
 	}
-	_ = c.Conn.SetDeadline(time.Now().Add(rejectLinger))
-	_, _ = c.Conn.Write(rawErrorAnswer(newRequestID(), ae))
-	// Half-close and read what the client still sends, so that closing
-	// with unread bytes does not reset the connection before the answer
-	// is read; bounded in time and size.
-	_ = c.CloseWrite()
-	_, _ = io.Copy(io.Discard, io.LimitReader(c.Conn, 64<<10))
+	refuseConn(c.Conn, ae)
 }
 
 func (c *limitedConn) Close() error {

@@ -28,10 +28,11 @@ func wireProblem(req *providers.ChatRequest) *apiError {
 			}
 		}
 	}
-	if ae := toolsProblem(req.Tools); ae != nil {
+	tools, ae := toolsProblem(req.Tools)
+	if ae != nil {
 		return ae
 	}
-	if ae := toolChoiceProblem(req.ToolChoice, req.Tools); ae != nil {
+	if ae := toolChoiceProblem(req.ToolChoice, tools); ae != nil {
 		return ae
 	}
 	return responseFormatProblem(req.ResponseFormat)
@@ -69,14 +70,14 @@ func gjsonOf(b []byte) gjson.Result {
 func isNullJSON(b []byte) bool { return len(b) == 0 || string(b) == "null" }
 
 // toolsProblem checks tools: an array of function tools, each with a name
-// OpenAI accepts, or custom tools.
-func toolsProblem(raw []byte) *apiError {
+// OpenAI accepts, or custom tools. It returns how many there are.
+func toolsProblem(raw []byte) (int, *apiError) {
 	if isNullJSON(raw) {
-		return nil
+		return 0, nil
 	}
 	tools := gjsonOf(raw)
 	if !tools.IsArray() {
-		return invalid("tools", "tools: must be an array of tools")
+		return 0, invalid("tools", "tools: must be an array of tools")
 	}
 	var ae *apiError
 	i := 0
@@ -107,7 +108,7 @@ func toolsProblem(raw []byte) *apiError {
 		}
 		return ae == nil
 	})
-	return ae
+	return i, ae
 }
 
 func validToolName(s string) bool {
@@ -124,13 +125,13 @@ func validToolName(s string) bool {
 	return true
 }
 
-// toolChoiceProblem checks tool_choice: only with tools; none, auto or
-// required, or an object naming what it chooses.
-func toolChoiceProblem(raw, tools []byte) *apiError {
+// toolChoiceProblem checks tool_choice: only with tools (there are ntools);
+// none, auto or required, or an object naming what it chooses.
+func toolChoiceProblem(raw []byte, ntools int) *apiError {
 	if isNullJSON(raw) {
 		return nil
 	}
-	if isNullJSON(tools) || len(gjsonOf(tools).Array()) == 0 {
+	if ntools == 0 {
 		return invalid("tool_choice", "tool_choice: is only allowed when tools are given")
 	}
 	c := gjsonOf(raw)
