@@ -131,6 +131,16 @@ func (m *Machine) Fire(ctx context.Context, e Event, d Detail) (Transition, erro
 // FireAt is Fire for a caller that has just read the machine's clock: at is
 // the transition's time (zero means now). It saves a clock read per
 // transition on the request path.
+//
+// The transition is looplab/fsm's: Can checks the event against the
+// instance's own table (built from the same rules as Next) and SetState moves
+// the instance. That is what the library's Event does for a machine without
+// callbacks, minus the callback dispatch: Event also builds a cancellable
+// context, an *Event and two closures for callbacks this package never
+// registers (the hook runs after the transition, here), five allocations and
+// most of a request machine's cost (docs/performance.md).
+// TestLooplabEventAgreesWithTheTable checks, for every state and event, that
+// Event would have landed where SetState puts the machine.
 func (m *Machine) FireAt(ctx context.Context, e Event, d Detail, at time.Time) (Transition, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -139,14 +149,15 @@ func (m *Machine) FireAt(ctx context.Context, e Event, d Detail, at time.Time) (
 	if !ok {
 		return Transition{}, &IllegalTransitionError{Machine: m.def.Kind, ID: m.id, State: from, Event: e}
 	}
-	// No callbacks are registered, so nothing needs ctx's values either:
-	// the machine always runs on a context that cannot be cancelled.
+	// Cancellation is the pipeline's business (see Fire); the transition
+	// itself cannot be cancelled.
 	_ = ctx
-	if err := m.f.Event(context.Background(), string(e)); err != nil {
+	if !m.f.Can(string(e)) {
 		// The table and looplab/fsm were built from the same rules, so this
 		// is a bug in this package, not in the caller.
-		return Transition{}, fmt.Errorf("fsm: %s %s: looplab/fsm refused %q in %q: %w", m.def.Kind, m.id, e, from, err)
+		return Transition{}, fmt.Errorf("fsm: %s %s: looplab/fsm refused %q in %q", m.def.Kind, m.id, e, from)
 	}
+	m.f.SetState(string(to))
 	if at.IsZero() {
 		at = m.now()
 	}

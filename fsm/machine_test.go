@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	lfsm "github.com/looplab/fsm"
 )
 
 // fakeClock hands out a fixed instant that tests advance by hand.
@@ -98,6 +100,33 @@ func TestEveryLegalPairLandsWhereTheTableSays(t *testing.T) {
 						t.Fatalf("state %s, record %s→%s; want %s→%s", got, tr.From, tr.To, from, r.To)
 					}
 				})
+			}
+		}
+	}
+}
+
+// FireAt moves the looplab/fsm instance with Can and SetState instead of
+// Event. For every state and event of both machines, a looplab/fsm instance
+// built from the same rules must refuse what the table refuses (Event and
+// Can alike) and, with Event, land where the table (and so SetState) says.
+func TestLooplabEventAgreesWithTheTable(t *testing.T) {
+	for _, d := range Definitions() {
+		for _, s := range d.States {
+			for _, e := range allEvents() {
+				to, ok := d.Next(s.State, e)
+				f := lfsm.NewFSM(string(s.State), d.events, nil)
+				if can := f.Can(string(e)); can != ok {
+					t.Fatalf("%s: %s in %s: looplab Can %v, table %v", d.Kind, e, s.State, can, ok)
+				}
+				err := f.Event(context.Background(), string(e))
+				switch {
+				case ok && err != nil:
+					t.Fatalf("%s: %s in %s: looplab Event refused (%v), table goes to %s", d.Kind, e, s.State, err, to)
+				case ok && f.Current() != string(to):
+					t.Fatalf("%s: %s in %s: looplab Event went to %s, table to %s", d.Kind, e, s.State, f.Current(), to)
+				case !ok && err == nil:
+					t.Fatalf("%s: %s in %s: looplab Event went to %s, table refuses", d.Kind, e, s.State, f.Current())
+				}
 			}
 		}
 	}
