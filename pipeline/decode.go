@@ -66,7 +66,8 @@ func (d *Decoder) Decode(contentType, body []byte) (*providers.ChatRequest, *api
 		return nil, invalid("", "the request body must be a JSON object")
 	}
 	req := &providers.ChatRequest{}
-	if !decodeFast(body, req) {
+	ok, agrees := decodeFast(body, req)
+	if !ok {
 		// Anything the one-pass decoder does not handle exactly as
 		// encoding/json does, invalid bodies included, is decoded (and
 		// explained) by encoding/json.
@@ -75,7 +76,7 @@ func (d *Decoder) Decode(contentType, body []byte) (*providers.ChatRequest, *api
 			return nil, jsonError(err)
 		}
 	}
-	req.Raw = body
+	req.Raw, req.RawAgrees = body, agrees
 	if len(req.Messages) > d.maxMessages {
 		return req, invalid("messages", fmt.Sprintf("messages: at most %d messages are accepted, got %d", d.maxMessages, len(req.Messages)))
 	}

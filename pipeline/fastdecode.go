@@ -25,15 +25,23 @@ import (
 // are copied out of body as they are; strings with escapes, which are rare,
 // are unquoted by encoding/json. The raw values (tools, tool_calls, content
 // parts...) alias body, as Raw does.
-func decodeFast(body []byte, req *providers.ChatRequest) bool {
-	s := scanner{jsonscan.New(body)}
-	return s.request(req) && s.AtEnd()
+//
+// It also reports whether body then agrees with req as
+// providers.ChatRequest.RawAgrees says: every key of the request once at
+// most (a repeated one never takes this path), and stream_options not null.
+func decodeFast(body []byte, req *providers.ChatRequest) (ok, rawAgrees bool) {
+	s := scanner{Scanner: jsonscan.New(body)}
+	if !s.request(req) || !s.AtEnd() {
+		return false, false
+	}
+	return true, !s.nullOptions
 }
 
 // scanner is the request decoder's one pass: jsonscan's grammar plus the
 // request's types.
 type scanner struct {
 	jsonscan.Scanner
+	nullOptions bool // "stream_options": null was read
 }
 
 // stringValue decodes a JSON string into a Go string.
@@ -128,6 +136,7 @@ func (s *scanner) request(r *providers.ChatRequest) bool {
 		case "stream":
 			return s.bool(&r.Stream)
 		case "stream_options":
+			s.nullOptions = s.Peek() == 'n'
 			return s.streamOptions(&r.StreamOptions)
 		case "tools":
 			return s.raw(&r.Tools)

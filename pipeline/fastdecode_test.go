@@ -8,6 +8,8 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/tidwall/gjson"
+
 	"github.com/llm-gateway/gateway/providers"
 )
 
@@ -82,7 +84,8 @@ var fastDecodeCases = []string{
 func checkFastDecode(t *testing.T, body []byte) (fast bool) {
 	t.Helper()
 	var got providers.ChatRequest
-	if !decodeFast(body, &got) {
+	ok, agrees := decodeFast(body, &got)
+	if !ok {
 		return false
 	}
 	var want providers.ChatRequest
@@ -92,7 +95,40 @@ func checkFastDecode(t *testing.T, body []byte) (fast bool) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("decodeFast and encoding/json differ on\n%s\nfast: %#v\njson: %#v", body, got, want)
 	}
+	if agrees {
+		checkRawAgrees(t, body, &got)
+	}
 	return true
+}
+
+// checkRawAgrees checks what providers.ChatRequest.RawAgrees promises the
+// OpenAI adapter, reading body's top-level keys with gjson as the adapter
+// would without it: "model" at most once and with the value of Model,
+// "stream" at most once and true exactly when Stream is, "stream_options"
+// once exactly when StreamOptions is set.
+func checkRawAgrees(t *testing.T, body []byte, r *providers.ChatRequest) {
+	t.Helper()
+	n := map[string]int{}
+	gjson.ParseBytes(body).ForEach(func(k, v gjson.Result) bool {
+		n[k.Str]++
+		switch k.Str {
+		case "model":
+			if v.Type == gjson.String && v.Str != r.Model || v.Type != gjson.String && r.Model != "" {
+				t.Fatalf("RawAgrees, but the body's model %s is not Model %q:\n%s", v.Raw, r.Model, body)
+			}
+		case "stream":
+			if (v.Type == gjson.True) != r.Stream {
+				t.Fatalf("RawAgrees, but the body's stream %s is not Stream %v:\n%s", v.Raw, r.Stream, body)
+			}
+		}
+		return true
+	})
+	if n["model"] > 1 || n["stream"] > 1 || n["stream_options"] > 1 {
+		t.Fatalf("RawAgrees, but a key is repeated (%v):\n%s", n, body)
+	}
+	if (n["stream_options"] == 1) != (r.StreamOptions != nil) {
+		t.Fatalf("RawAgrees, but stream_options is in the body %d time(s) and StreamOptions is %v:\n%s", n["stream_options"], r.StreamOptions, body)
+	}
 }
 
 func TestDecodeFastAgreesWithEncodingJSON(t *testing.T) {
@@ -106,7 +142,7 @@ func TestDecodeFastAgreesWithEncodingJSON(t *testing.T) {
 	// buys nothing.
 	for _, body := range fastDecodeCases[:15] {
 		var r providers.ChatRequest
-		if !decodeFast([]byte(body), &r) {
+		if ok, _ := decodeFast([]byte(body), &r); !ok {
 			t.Errorf("an ordinary request left the fast path:\n%s", body)
 		}
 	}

@@ -95,6 +95,9 @@ func openAIBody(req *ChatRequest, model string, stream bool) ([]byte, error) {
 		}
 		return json.Marshal(&c)
 	}
+	if req.RawAgrees && req.Model == model && req.Stream == stream && (stream || req.StreamOptions == nil) {
+		return req.Raw, nil // nothing to change
+	}
 	body := req.Raw
 	// One pass over the top-level keys finds what three lookups would: the
 	// first "model", the first "stream" and whether stream_options is there

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tidwall/gjson"
 	"github.com/valyala/fasthttp"
 
 	"github.com/llm-gateway/gateway/mock"
@@ -73,6 +74,54 @@ func TestOpenAIBodyChangesOnlyModelAndStream(t *testing.T) {
 			}
 		})
 	}
+	// RawAgrees (set by the pipeline's decoder, which checks its promise
+	// in its own tests) lets openAIBody skip its scan; the body it sends
+	// must not change.
+	t.Run("RawAgrees changes nothing but the work", func(t *testing.T) {
+		bodies := []string{
+			`{"model":"m","messages":[]}`,
+			`{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[]}`,
+			`{"stream":false,"model":"m","messages":[],"stream_options":{}}`,
+			`{"model":"m","stream":null,"messages":[]}`,
+			`{"model":"m","metadata":{"model":"x","stream":true},"messages":[]}`,
+		}
+		for _, tt := range tests {
+			bodies = append(bodies, tt.raw)
+		}
+		for _, raw := range bodies {
+			var req ChatRequest
+			if err := json.Unmarshal([]byte(raw), &req); err != nil {
+				t.Fatal(err)
+			}
+			n := map[string]int{}
+			nullOptions := false
+			gjson.Parse(raw).ForEach(func(k, v gjson.Result) bool {
+				n[k.Str]++
+				nullOptions = nullOptions || k.Str == "stream_options" && v.Type == gjson.Null
+				return true
+			})
+			if n["model"] > 1 || n["stream"] > 1 || n["stream_options"] > 1 || nullOptions {
+				continue // the decoder would not vouch for it
+			}
+			for _, model := range []string{req.Model, "other"} {
+				for _, stream := range []bool{false, true} {
+					req.Raw, req.RawAgrees = []byte(raw), false
+					want, err := openAIBody(&req, model, stream)
+					if err != nil {
+						t.Fatal(err)
+					}
+					req.RawAgrees = true
+					got, err := openAIBody(&req, model, stream)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !bytes.Equal(got, want) {
+						t.Errorf("%s as %q, stream %v: with RawAgrees %s, without %s", raw, model, stream, got, want)
+					}
+				}
+			}
+		}
+	})
 	t.Run("fast path does not copy", func(t *testing.T) {
 		raw := []byte(`{"model":"gpt-4o","messages":[]}`)
 		got, _ := openAIBody(&ChatRequest{Raw: raw}, "gpt-4o", false)

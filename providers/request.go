@@ -36,6 +36,16 @@ type ChatRequest struct {
 	// forwards it, with only the model replaced, so fields this struct does
 	// not know pass through unchanged.
 	Raw []byte `json:"-" validate:"-"`
+
+	// RawAgrees is set by a decoder that read Raw key by key and saw each
+	// top-level key of this struct at most once, so that Raw holds "model"
+	// once with the value of Model, "stream" at most once with the value
+	// of Stream, and "stream_options" exactly when StreamOptions is set.
+	// The OpenAI adapter then forwards Raw without looking for those keys
+	// again when the target's model and the streaming mode are the
+	// client's. Whoever changes Raw, Model, Stream or StreamOptions after
+	// decoding clears it.
+	RawAgrees bool `json:"-" validate:"-"`
 }
 
 // StreamOptions is the OpenAI stream_options object.
