@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -43,6 +44,7 @@ func run(args []string, stderr io.Writer) int {
 	format := fs.String("log-format", "", "journal format: text or json (default from the config, text)")
 	drain := fs.Duration("drain", 0, "how long shutdown waits for requests in flight (default from the config, server.drain_timeout, 30s)")
 	printDefault := fs.Bool("print-default-config", false, "print the embedded default configuration and exit")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (pprof) of the whole run to this file, for `go tool pprof` and for PGO (docs/performance.md)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -78,6 +80,18 @@ func run(args []string, stderr io.Writer) int {
 			return 2
 		}
 		cfg.Pipeline.Log.Format = *format
+	}
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "orchestrator: -cpuprofile: %v\n", err)
+			return 2
+		}
+		defer func() {
+			if err := stop(); err != nil {
+				fmt.Fprintf(stderr, "orchestrator: -cpuprofile: %v\n", err)
+			}
+		}()
 	}
 	srv, err := pipeline.New(pipeline.Config{Settings: cfg.Pipeline, Providers: cfg.Providers, Log: stderr})
 	if err != nil {
@@ -125,4 +139,22 @@ func shutdown(srv *pipeline.Server, drain time.Duration, sig <-chan os.Signal, s
 		return 1
 	}
 	return 0
+}
+
+// startCPUProfile starts a CPU profile into path; stop ends it and closes the
+// file. The profile covers the whole run, drain included.
+func startCPUProfile(path string) (stop func() error, err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, err
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		return f.Close()
+	}, nil
 }
