@@ -27,7 +27,7 @@ func writeCompletion(ctx *fasthttp.RequestCtx, id string, res Result, latency ti
 	// The body is a JSON object (the adapters checked it): drop its closing
 	// brace and append the gateway's fields.
 	body = bytes.TrimRight(body, " \t\r\n")
-	out := make([]byte, 0, len(body)+256)
+	out := bodyBuffer(ctx)
 	out = append(out, bytes.TrimRight(body[:len(body)-1], " \t\r\n")...)
 	if out[len(out)-1] != '{' {
 		out = append(out, ',')
@@ -46,12 +46,18 @@ func writeCompletion(ctx *fasthttp.RequestCtx, id string, res Result, latency ti
 	ctx.SetStatusCode(fasthttp.StatusOK)
 	ctx.SetContentType("application/json")
 	ctx.Response.Header.Set("X-Request-ID", id)
-	ctx.Response.SetBodyRaw(out) // out is ours alone: no second copy
+	ctx.Response.SwapBody(out)
 }
+
+// bodyBuffer returns the response's own body buffer, emptied, for an answer
+// to be appended to; ctx.Response.SwapBody(out) gives it back. fasthttp pools
+// that buffer across requests, so an answer is written into memory already
+// in use instead of a fresh allocation, and is not copied again.
+func bodyBuffer(ctx *fasthttp.RequestCtx) []byte { return ctx.Response.SwapBody(nil)[:0] }
 
 // writeError answers in the OpenAI error shape plus the gateway's fields.
 func writeError(ctx *fasthttp.RequestCtx, id string, ae *apiError, attempts int, latency time.Duration) {
-	out := make([]byte, 0, 256+len(ae.Message))
+	out := bodyBuffer(ctx)
 	out = append(out, `{"error":{"message":`...)
 	out = jsonenc.AppendString(out, ae.Message)
 	out = append(out, `,"type":`...)
@@ -78,7 +84,7 @@ func writeError(ctx *fasthttp.RequestCtx, id string, ae *apiError, attempts int,
 	if ae.Retried {
 		ctx.Response.Header.Set("x-should-retry", "false")
 	}
-	ctx.SetBody(out)
+	ctx.Response.SwapBody(out)
 }
 
 func appendNullable(out []byte, s string) []byte {
