@@ -35,15 +35,15 @@ func (b *bench) checks() []targetCheck {
 		out = append(out, targetCheck{Name: name, Value: round3(value), Limit: limit, Unit: unit, Pass: pass, Text: text})
 	}
 	p, c := b.tput["proxy"], b.tput["orchestrator"]
-	if tp, tc := median(p.rps), median(c.rps); tp > 0 {
-		r := tc / tp
+	if r, rounds := pairedRatio(c.rps, p.rps); len(rounds) > 0 {
 		add("throughput_ratio", r, minThroughputRatio, "ratio", r >= minThroughputRatio,
-			fmt.Sprintf("orchestrator throughput is %.0f %% of the bare proxy's (target ≥ %.0f %%): %.0f vs %.0f req/s", 100*r, 100*minThroughputRatio, tc, tp))
+			fmt.Sprintf("orchestrator throughput is %.0f %% of the bare proxy's (target ≥ %.0f %%; median of the rounds' ratios %s): medians %.0f vs %.0f req/s",
+				100*r, 100*minThroughputRatio, listRatios(rounds), median(c.rps), median(p.rps)))
 	}
-	if cp, cc := median(p.cpuUs), median(c.cpuUs); cp > 0 {
-		r := cc / cp
+	if r, rounds := pairedRatio(c.cpuUs, p.cpuUs); len(rounds) > 0 {
 		add("cpu_ratio", r, maxCPURatio, "ratio", r <= maxCPURatio,
-			fmt.Sprintf("orchestrator CPU per request is %.2f× the bare proxy's (target ≤ %.1f×): %.1f vs %.1f µs", r, maxCPURatio, cc, cp))
+			fmt.Sprintf("orchestrator CPU per request is %.2f× the bare proxy's (target ≤ %.1f×; median of the rounds' ratios %s): medians %.1f vs %.1f µs",
+				r, maxCPURatio, listRatios(rounds), median(c.cpuUs), median(p.cpuUs)))
 	}
 	rate := float64(targetRate)
 	if _, ok := b.open[rate]; !ok && len(b.opts.Rates) > 0 {
@@ -66,12 +66,38 @@ func (b *bench) checks() []targetCheck {
 			fmt.Sprintf("orchestrator RSS over a %.0f s soak: %.1f MiB after %.0f s warm-up → %.1f MiB at the end (%+.1f %%, limit +%.1f MiB; slope %+.0f KiB/min)",
 				s.DurationS, mib(s.RSSWarmKB), s.WarmupS, mib(s.RSSEndKB), s.GrowthPct, mib(s.LimitKB), s.SlopeKBPerMin))
 	}
-	if tc, tr := median(c.rps), median(b.reject.rps); tc > 0 {
-		r := tr / tc
+	if r, rounds := pairedRatio(b.reject.rps, c.rps); len(rounds) > 0 {
 		add("reject_throughput_ratio", r, minRejectRatio, "ratio", r >= minRejectRatio,
-			fmt.Sprintf("reject-path throughput is %.2f× a proxied call's (target ≥ %.0f×): %.0f vs %.0f req/s", r, minRejectRatio, tr, tc))
+			fmt.Sprintf("reject-path throughput is %.2f× a proxied call's (target ≥ %.0f×; median of the rounds' ratios %s): medians %.0f vs %.0f req/s",
+				r, minRejectRatio, listRatios(rounds), median(b.reject.rps), median(c.rps)))
 	}
 	return out
+}
+
+// pairedRatio compares two configurations round by round: each round runs
+// every configuration once, one after the other, so a round's ratio compares
+// them in the same phase of the machine, and the median of those ratios is
+// the verdict. The ratio of the two medians, taken each over its own rounds,
+// can pair a fast round of one with a slow round of the other when the VM
+// drifts during the run (it does: see docs/performance.md). It returns the
+// median and the ratio of each round.
+func pairedRatio(num, den []float64) (float64, []float64) {
+	n := min(len(num), len(den))
+	rounds := make([]float64, 0, n)
+	for i := range n {
+		if den[i] > 0 {
+			rounds = append(rounds, num[i]/den[i])
+		}
+	}
+	return median(rounds), rounds
+}
+
+func listRatios(v []float64) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = fmt.Sprintf("%.2f", x)
+	}
+	return strings.Join(s, " ")
 }
 
 // records builds the run's JSON lines.
@@ -160,7 +186,7 @@ func (b *bench) printTable(w io.Writer, checks []targetCheck) {
 		commit += " (dirty)"
 	}
 	fmt.Fprintf(w, "\ngwbench run %s · commit %s · %s, %d CPUs · %s · %s\n", ri.RunID, commit, ri.Machine.CPUModel, ri.Machine.NProc, ri.Machine.GoVersion, ri.Machine.Kernel)
-	fmt.Fprintf(w, "mock latency 0, %d connections, medians of %d alternating rounds; closed loop %s/round, open loop %s/round; %d noisy rounds run again\n\n",
+	fmt.Fprintf(w, "mock latency 0, %d connections, medians of %d alternating rounds (a closed-loop ratio is the median of the rounds' ratios);\nclosed loop %s/round, open loop %s/round; %d noisy rounds run again\n\n",
 		b.opts.Conns, b.opts.Rounds, b.opts.Duration, b.opts.OpenDuration, b.reruns)
 
 	a, p, c := b.tput["mock"], b.tput["proxy"], b.tput["orchestrator"]
@@ -175,13 +201,20 @@ func (b *bench) printTable(w io.Writer, checks []targetCheck) {
 		}
 		return fmt.Sprintf("%.2f×", x/y)
 	}
+	// paired is the verdict's ratio: the median of the rounds' ratios.
+	paired := func(x, y []float64) string {
+		if r, rounds := pairedRatio(x, y); len(rounds) > 0 {
+			return fmt.Sprintf("%.2f×", r)
+		}
+		return "—"
+	}
 	diff := func(x, y float64) string { return fmt.Sprintf("%+.3f ms", x-y) }
 	f0 := func(v float64) string { return fmt.Sprintf("%.0f", v) }
 	f1 := func(v float64) string { return fmt.Sprintf("%.1f", v) }
 	f3 := func(v float64) string { return fmt.Sprintf("%.3f", v) }
 
-	row(fmt.Sprintf("throughput, %d conns closed loop (req/s)", b.opts.Conns), f0(median(a.rps)), f0(median(p.rps)), f0(median(c.rps)), ratio(median(c.rps), median(p.rps)))
-	row("CPU/req of the front process (µs)", f1(median(a.cpuUs)), f1(median(p.cpuUs)), f1(median(c.cpuUs)), ratio(median(c.cpuUs), median(p.cpuUs)))
+	row(fmt.Sprintf("throughput, %d conns closed loop (req/s)", b.opts.Conns), f0(median(a.rps)), f0(median(p.rps)), f0(median(c.rps)), paired(c.rps, p.rps))
+	row("CPU/req of the front process (µs)", f1(median(a.cpuUs)), f1(median(p.cpuUs)), f1(median(c.cpuUs)), paired(c.cpuUs, p.cpuUs))
 	row("CPU/req of the mock (µs)", f1(median(a.mockCPUUs)), f1(median(p.mockCPUUs)), f1(median(c.mockCPUUs)), "")
 	row("CPU/req of the load generator (µs)", f1(median(a.genCPUUs)), f1(median(p.genCPUUs)), f1(median(c.genCPUUs)), "")
 	row("  other processes' CPU (% of machine)", f1(median(a.otherPct)), f1(median(p.otherPct)), f1(median(c.otherPct)), "")
@@ -199,14 +232,14 @@ func (b *bench) printTable(w io.Writer, checks []targetCheck) {
 			va, vp, vc := median(q.get(m["mock"])), median(q.get(m["proxy"])), median(q.get(m["orchestrator"]))
 			row(fmt.Sprintf("latency @%.0f/s %s (ms)", rate, q.name), f3(va), f3(vp), f3(vc), diff(vc, vp))
 		}
-		row(fmt.Sprintf("  CPU/req of the front @%.0f/s (µs)", rate), f1(median(m["mock"].cpuUs)), f1(median(m["proxy"].cpuUs)), f1(median(m["orchestrator"].cpuUs)), ratio(median(m["orchestrator"].cpuUs), median(m["proxy"].cpuUs)))
+		row(fmt.Sprintf("  CPU/req of the front @%.0f/s (µs)", rate), f1(median(m["mock"].cpuUs)), f1(median(m["proxy"].cpuUs)), f1(median(m["orchestrator"].cpuUs)), paired(m["orchestrator"].cpuUs, m["proxy"].cpuUs))
 		row(fmt.Sprintf("  generator send lag @%.0f/s p99 (ms)", rate), f3(median(m["mock"].lagP99)), f3(median(m["proxy"].lagP99)), f3(median(m["orchestrator"].lagP99)), "")
 		row(fmt.Sprintf("  other processes' CPU @%.0f/s (%%)", rate), f1(median(m["mock"].otherPct)), f1(median(m["proxy"].otherPct)), f1(median(m["orchestrator"].otherPct)), "")
 	}
 	t := b.ttfb
 	row(fmt.Sprintf("stream TTFB @%.0f/s p50 (ms)", b.opts.StreamRate), f3(median(t["mock"].p50)), f3(median(t["proxy"].p50)), f3(median(t["orchestrator"].p50)), diff(median(t["orchestrator"].p50), median(t["proxy"].p50)))
 	row(fmt.Sprintf("stream TTFB @%.0f/s p99 (ms)", b.opts.StreamRate), f3(median(t["mock"].p99)), f3(median(t["proxy"].p99)), f3(median(t["orchestrator"].p99)), diff(median(t["orchestrator"].p99), median(t["proxy"].p99)))
-	row("reject path (role robot), closed loop (req/s)", "", "", f0(median(b.reject.rps)), ratio(median(b.reject.rps), median(c.rps))+" of (c)")
+	row("reject path (role robot), closed loop (req/s)", "", "", f0(median(b.reject.rps)), paired(b.reject.rps, c.rps)+" of (c)")
 	row("  CPU/req of the orchestrator, reject (µs)", "", "", f1(median(b.reject.cpuUs)), "")
 	if s := b.soak; s != nil {
 		row(fmt.Sprintf("soak %.0fs: RSS warm → end (MiB)", s.DurationS), "", "", fmt.Sprintf("%.1f → %.1f", mib(s.RSSWarmKB), mib(s.RSSEndKB)), fmt.Sprintf("%+.1f %%", s.GrowthPct))

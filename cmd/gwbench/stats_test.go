@@ -67,6 +67,29 @@ func TestMedianOfRounds(t *testing.T) {
 	}
 }
 
+// A VM that speeds up halfway through a run: the ratio of the two medians
+// pairs the proxy's slow round with the orchestrator's fast one; the rounds'
+// own ratios do not.
+func TestPairedRatioIsTheMedianOfEachRoundsRatio(t *testing.T) {
+	proxy := []float64{28.7, 31.3, 23.5}
+	orch := []float64{47.5, 45.4, 35.3}
+	got, rounds := pairedRatio(orch, proxy)
+	if len(rounds) != 3 || math.Abs(got-35.3/23.5) > 1e-9 {
+		t.Fatalf("pairedRatio = %v %v, want %v (round 3's)", got, rounds, 35.3/23.5)
+	}
+	if byMedians := median(orch) / median(proxy); math.Abs(byMedians-45.4/28.7) > 1e-9 {
+		t.Fatalf("ratio of medians %v", byMedians)
+	}
+	// A round without a denominator is left out; extra rounds of one side too.
+	got, rounds = pairedRatio([]float64{2, 9, 3, 7}, []float64{1, 0, 1})
+	if len(rounds) != 2 || got != 2.5 {
+		t.Fatalf("pairedRatio = %v %v, want 2.5 from rounds [2 3]", got, rounds)
+	}
+	if got, rounds := pairedRatio(nil, nil); got != 0 || len(rounds) != 0 {
+		t.Fatalf("pairedRatio(nil, nil) = %v %v", got, rounds)
+	}
+}
+
 func TestScheduleHoldsRateTimesDuration(t *testing.T) {
 	tests := []struct {
 		s    schedule
