@@ -46,30 +46,56 @@ func (b *bench) warmUp(ctx context.Context) error {
 	return nil
 }
 
-// throughput runs the closed-loop rounds, in rotating order, with the reject
-// path of the orchestrator measured in each round as well.
+// throughput runs the closed-loop rounds. In each, the configurations take
+// turns of turnSlice within one window (interleavedLoop), in an order that
+// rotates from round to round; then the reject path of the orchestrator is
+// measured on its own.
 func (b *bench) throughput(ctx context.Context) error {
 	b.tput = map[string]*tputRounds{}
 	for _, s := range b.servers {
 		b.tput[s.Name] = &tputRounds{}
 	}
 	for r := range b.opts.Rounds {
-		for _, s := range b.rotated(r) {
-			res, err := b.closedRound(ctx, "throughput "+s.Name, b.target(s, bodyPlain, 200), b.opts.Duration)
-			if err != nil {
-				return err
-			}
-			b.tput[s.Name].add(res)
-			b.logf("throughput round %d/%d  %-12s %8.0f req/s  %6.1f µs CPU/req  (others %.0f %% CPU)", r+1, b.opts.Rounds, s.Name, res.RPS(), perReqUs(res.CPU.Watch[0], res.Requests), res.CPU.OtherPct)
-		}
-		res, err := b.closedRound(ctx, "throughput reject", b.target(b.orch, bodyReject, 400), b.opts.RejectDuration)
+		order := b.rotated(r)
+		res, err := b.interleavedRound(ctx, order)
 		if err != nil {
 			return err
 		}
-		b.reject.add(res)
-		b.logf("throughput round %d/%d  %-12s %8.0f req/s  %6.1f µs CPU/req  (others %.0f %% CPU)", r+1, b.opts.Rounds, "reject", res.RPS(), perReqUs(res.CPU.Watch[0], res.Requests), res.CPU.OtherPct)
+		for i, s := range order {
+			b.tput[s.Name].add(res[i])
+			b.logf("throughput round %d/%d  %-12s %8.0f req/s  %6.1f µs CPU/req  (others %.0f %% CPU)", r+1, b.opts.Rounds, s.Name, res[i].RPS(), perReqUs(res[i].CPU.Watch[0], res[i].Requests), res[i].CPU.OtherPct)
+		}
+		rej, err := b.closedRound(ctx, "throughput reject", b.target(b.orch, bodyReject, 400), b.opts.RejectDuration)
+		if err != nil {
+			return err
+		}
+		b.reject.add(rej)
+		b.logf("throughput round %d/%d  %-12s %8.0f req/s  %6.1f µs CPU/req  (others %.0f %% CPU)", r+1, b.opts.Rounds, "reject", rej.RPS(), perReqUs(rej.CPU.Watch[0], rej.Requests), rej.CPU.OtherPct)
 	}
 	return nil
+}
+
+// interleavedRound runs one round of the configurations in order, taking
+// turns; again, within the run's budget of reruns, when other processes took
+// a noisy share of the CPU during it.
+func (b *bench) interleavedRound(ctx context.Context, order []*server) ([]closedResult, error) {
+	ts := make([]target, len(order))
+	for i, s := range order {
+		ts[i] = b.target(s, bodyPlain, 200)
+	}
+	for {
+		res, err := interleavedLoop(ctx, ts, b.opts.Conns, b.opts.Warmup, b.opts.Duration, turnSlice, maxClosedRequests(b.opts.Duration))
+		if err != nil {
+			return nil, fmt.Errorf("throughput: %w", err)
+		}
+		other := 0.0
+		for _, r := range res {
+			other = max(other, r.CPU.OtherPct)
+		}
+		if !b.again("throughput", other) {
+			return res, nil
+		}
+	}
 }
 
 // closedRound runs one closed-loop round; again, within the run's budget
