@@ -145,10 +145,11 @@ func (m *Machine) FireAt(ctx context.Context, e Event, d Detail, at time.Time) (
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	from := m.current()
-	to, ok := m.def.Next(from, e)
+	step, ok := m.def.next[stepKey{from, e}]
 	if !ok {
 		return Transition{}, &IllegalTransitionError{Machine: m.def.Kind, ID: m.id, State: from, Event: e}
 	}
+	to := m.def.steps[step].To
 	// Cancellation is the pipeline's business (see Fire); the transition
 	// itself cannot be cancelled.
 	_ = ctx
@@ -161,7 +162,7 @@ func (m *Machine) FireAt(ctx context.Context, e Event, d Detail, at time.Time) (
 	if at.IsZero() {
 		at = m.now()
 	}
-	t := Transition{Machine: m.def.Kind, ID: m.id, Event: e, From: from, To: to, Time: at, Detail: d}
+	t := Transition{Machine: m.def.Kind, ID: m.id, Event: e, From: from, To: to, Time: at, Step: step + 1, Detail: d}
 	if m.hook != nil {
 		m.hook(t)
 	}

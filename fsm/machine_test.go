@@ -99,7 +99,34 @@ func TestEveryLegalPairLandsWhereTheTableSays(t *testing.T) {
 					if got := m.State(); got != r.To || tr.To != r.To || tr.From != from {
 						t.Fatalf("state %s, record %s→%s; want %s→%s", got, tr.From, tr.To, from, r.To)
 					}
+					if tr.Step < 1 || tr.Step > len(d.Steps()) || d.Steps()[tr.Step-1] != (Step{from, r.Event, r.To}) {
+						t.Fatalf("record's Step %d does not name %s→%s on %s in %v", tr.Step, from, r.To, r.Event, d.Steps())
+					}
 				})
+			}
+		}
+	}
+}
+
+// Steps lists each (from, event) pair of the rules once, in rule order, with
+// the rule's destination.
+func TestStepsListEveryLegalMoveOnce(t *testing.T) {
+	for _, d := range Definitions() {
+		var want []Step
+		for _, r := range d.Rules {
+			for _, from := range r.From {
+				want = append(want, Step{from, r.Event, r.To})
+			}
+		}
+		if got := d.Steps(); len(got) != len(want) {
+			t.Fatalf("%s: %d steps, want %d", d.Kind, len(got), len(want))
+		}
+		for i, s := range d.Steps() {
+			if s != want[i] {
+				t.Errorf("%s: step %d = %+v, want %+v", d.Kind, i, s, want[i])
+			}
+			if to, ok := d.Next(s.From, s.Event); !ok || to != s.To {
+				t.Errorf("%s: Next(%s, %s) = %s %v, want %s", d.Kind, s.From, s.Event, to, ok, s.To)
 			}
 		}
 	}
@@ -203,7 +230,13 @@ func TestHookFiresOncePerTransitionWithTheRecord(t *testing.T) {
 	for i, st := range steps {
 		clock.t = clock.t.Add(time.Duration(i+1) * time.Millisecond)
 		to, _ := Request.Next(from, st.e)
-		want = append(want, Transition{Machine: KindRequest, ID: "req_abc123", Event: st.e, From: from, To: to, Time: clock.t, Detail: st.d})
+		step := 0
+		for k, s := range Request.Steps() {
+			if s.From == from && s.Event == st.e {
+				step = k + 1
+			}
+		}
+		want = append(want, Transition{Machine: KindRequest, ID: "req_abc123", Event: st.e, From: from, To: to, Time: clock.t, Step: step, Detail: st.d})
 		got, err := m.Fire(context.Background(), st.e, st.d)
 		if err != nil {
 			t.Fatal(err)

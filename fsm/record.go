@@ -11,6 +11,11 @@ type Transition struct {
 	From    State
 	To      State
 	Time    time.Time
+	// Step is 1 + the index of the move (From, Event) in the machine's
+	// Definition.Steps(), so that a hook can find what it keeps per move
+	// without hashing the names; 0 when the record was not made by a
+	// machine (replay reads records back without it).
+	Step int
 	Detail
 }
 

@@ -32,7 +32,8 @@ type Definition struct {
 	Rules   []Rule      // in display order
 
 	events   []lfsm.EventDesc // the table in looplab/fsm's form, built once
-	next     map[stepKey]State
+	steps    []Step           // every (from, event) pair of Rules, in order
+	next     map[stepKey]int  // index into steps
 	terminal map[State]bool
 	known    map[Event]bool
 
@@ -44,6 +45,14 @@ type Definition struct {
 type stepKey struct {
 	from  State
 	event Event
+}
+
+// Step is one legal move of a machine: Event takes it from From to To. A
+// Rule with several From states makes one Step for each.
+type Step struct {
+	From  State
+	Event Event
+	To    State
 }
 
 // Request is the request machine of DESIGN §2: one instance per request.
@@ -106,7 +115,7 @@ func Definitions() []*Definition { return []*Definition{Request, Breaker} }
 // malformed table is a programming error and panics at start-up.
 func define(d Definition) *Definition {
 	d.pool = &sync.Pool{}
-	d.next = make(map[stepKey]State)
+	d.next = make(map[stepKey]int)
 	d.terminal = make(map[State]bool)
 	d.known = make(map[Event]bool)
 	declared := make(map[State]bool)
@@ -131,7 +140,8 @@ func define(d Definition) *Definition {
 			if _, dup := d.next[stepKey{from, r.Event}]; dup {
 				panic(fmt.Sprintf("fsm: %s: event %q from %q declared twice", d.Kind, r.Event, from))
 			}
-			d.next[stepKey{from, r.Event}] = r.To
+			d.next[stepKey{from, r.Event}] = len(d.steps)
+			d.steps = append(d.steps, Step{From: from, Event: r.Event, To: r.To})
 			src = append(src, string(from))
 		}
 		d.known[r.Event] = true
@@ -143,9 +153,17 @@ func define(d Definition) *Definition {
 // Next reports where event e takes a machine in state s, and whether the
 // table allows it at all. Replay and the tests use it as the oracle.
 func (d *Definition) Next(s State, e Event) (State, bool) {
-	to, ok := d.next[stepKey{s, e}]
-	return to, ok
+	i, ok := d.next[stepKey{s, e}]
+	if !ok {
+		return "", false
+	}
+	return d.steps[i].To, true
 }
+
+// Steps lists every legal move of the machine, rule by rule in display
+// order; a Transition made by a machine carries its move's place in this
+// list (Transition.Step). The slice must not be modified.
+func (d *Definition) Steps() []Step { return d.steps }
 
 // IsTerminal reports whether s accepts no further event.
 func (d *Definition) IsTerminal(s State) bool { return d.terminal[s] }

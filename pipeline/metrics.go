@@ -34,6 +34,7 @@ type Metrics struct {
 
 	requests        counterCache[requestKey]
 	transitions     counterCache[transitionKey]
+	steps           [2][]prometheus.Counter   // per machine (request, breaker), by Transition.Step
 	requestDuration [2][2]prometheus.Observer // [succeeded?][stream?]
 	inFlight        atomic.Int64              // exported as a GaugeFunc; Shutdown reads it too
 	streamsInFlight atomic.Int64
@@ -146,11 +147,11 @@ func NewMetrics(providerNames []string, breakers map[string]*providers.Breaker, 
 		return []string{string(k.machine), string(k.event), string(k.from), string(k.to)}
 	})
 	for _, d := range fsm.Definitions() {
-		for _, r := range d.Rules {
-			for _, from := range r.From {
-				m.transitions.get(transitionKey{d.Kind, r.Event, from, r.To})
-			}
+		steps := make([]prometheus.Counter, len(d.Steps()))
+		for i, st := range d.Steps() {
+			steps[i] = m.transitions.get(transitionKey{d.Kind, st.Event, st.From, st.To})
 		}
+		m.steps[machineIndex(d.Kind)] = steps
 	}
 
 	dur := f.histogramVec("gateway_request_duration_seconds",
@@ -236,7 +237,7 @@ func (m *Metrics) transition(t fsm.Transition) {
 	if m == nil {
 		return
 	}
-	m.transitions.get(transitionKey{t.Machine, t.Event, t.From, t.To}).Inc()
+	m.transitionCounter(t).Inc()
 	if t.Machine != fsm.KindRequest {
 		return
 	}
@@ -248,6 +249,29 @@ func (m *Metrics) transition(t fsm.Transition) {
 	case fsm.EventSucceed, fsm.EventGiveUp, fsm.EventReject:
 		m.requests.get(requestKey{t.To, t.Status, t.Reason}).Inc()
 	}
+}
+
+// transitionCounter finds t's counter by its Step, pre-resolved at start,
+// instead of hashing its four names; a record without a Step, or whose Step
+// does not name its move, is looked up by name.
+func (m *Metrics) transitionCounter(t fsm.Transition) prometheus.Counter {
+	i, d := 0, fsm.Request
+	if t.Machine == fsm.KindBreaker {
+		i, d = 1, fsm.Breaker
+	}
+	if n := t.Step - 1; d.Kind == t.Machine && n >= 0 && n < len(m.steps[i]) {
+		if st := d.Steps()[n]; st.From == t.From && st.Event == t.Event && st.To == t.To {
+			return m.steps[i][n]
+		}
+	}
+	return m.transitions.get(transitionKey{t.Machine, t.Event, t.From, t.To})
+}
+
+func machineIndex(k fsm.Kind) int {
+	if k == fsm.KindBreaker {
+		return 1
+	}
+	return 0
 }
 
 // requestBegan counts a chat completion request in flight.

@@ -2,6 +2,10 @@ package pipeline
 
 import (
 	"io"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
 	"strings"
 	"testing"
 	"time"
@@ -110,10 +114,50 @@ func TestContentCharsCountsCharactersOfTextOnly(t *testing.T) {
 	}
 }
 
+// stepOf is the Step a machine puts in its record of from --e-->.
+func stepOf(d *fsm.Definition, from fsm.State, e fsm.Event) int {
+	for i, st := range d.Steps() {
+		if st.From == from && st.Event == e {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+// The records of a request's ordinary life, as its machine makes them.
 var benchTransitions = []fsm.Transition{
-	{Machine: fsm.KindRequest, Event: fsm.EventValidate, From: fsm.Received, To: fsm.Validated},
-	{Machine: fsm.KindRequest, Event: fsm.EventAttempt, From: fsm.Validated, To: fsm.Attempting, Detail: fsm.Detail{Provider: "openai", Attempt: 1}},
-	{Machine: fsm.KindRequest, Event: fsm.EventSucceed, From: fsm.Attempting, To: fsm.Succeeded, Detail: fsm.Detail{Provider: "openai", Status: 200}},
+	{Machine: fsm.KindRequest, Event: fsm.EventValidate, From: fsm.Received, To: fsm.Validated, Step: stepOf(fsm.Request, fsm.Received, fsm.EventValidate)},
+	{Machine: fsm.KindRequest, Event: fsm.EventAttempt, From: fsm.Validated, To: fsm.Attempting, Step: stepOf(fsm.Request, fsm.Validated, fsm.EventAttempt), Detail: fsm.Detail{Provider: "openai", Attempt: 1}},
+	{Machine: fsm.KindRequest, Event: fsm.EventSucceed, From: fsm.Attempting, To: fsm.Succeeded, Step: stepOf(fsm.Request, fsm.Attempting, fsm.EventSucceed), Detail: fsm.Detail{Provider: "openai", Status: 200}},
+}
+
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}
+
+// A record is counted on its move's series whether it carries its Step (as
+// a machine's records do), none (as replayed ones) or a wrong one.
+func TestTransitionsAreCountedByMoveWithOrWithoutAStep(t *testing.T) {
+	m := NewMetrics([]string{"anthropic", "openai"}, nil, nil)
+	for _, d := range fsm.Definitions() {
+		for i, st := range d.Steps() {
+			ctr := m.transitions.get(transitionKey{d.Kind, st.Event, st.From, st.To})
+			before := counterValue(t, ctr)
+			tr := fsm.Transition{Machine: d.Kind, Event: st.Event, From: st.From, To: st.To}
+			for _, step := range []int{i + 1, 0, len(d.Steps()) - i, -3, 1000} {
+				tr.Step = step
+				m.transition(tr)
+			}
+			if got := counterValue(t, ctr) - before; got != 5 {
+				t.Fatalf("%s %s --%s--> %s: counted %v of 5", d.Kind, st.From, st.Event, st.To, got)
+			}
+		}
+	}
 }
 
 // BenchmarkObserveTransition is what the metrics add to one transition.
