@@ -60,7 +60,7 @@ docs:
 	$(GO) run ./cmd/fsmctl docs -out docs
 
 # The gateway's cost per call: the mock direct, a bare proxy and the
-# orchestrator compared in one run (3.5–4 min; docs/performance.md).
+# orchestrator compared in one run (about 5.5 min; docs/performance.md).
 # BENCHFLAGS passes flags, e.g. make bench BENCHFLAGS=-quick.
 bench: build
 	$(BIN)/gwbench -orchestrator $(BIN)/orchestrator -mock $(BIN)/mock-provider $(BENCHFLAGS)
