@@ -8,8 +8,7 @@ import (
 	"time"
 )
 
-// The throughput phase compares configurations whose CPU cost per request is
-// a fraction of a microsecond apart per percent, on a VM whose speed moves by
+// The throughput phase compares configurations on a VM whose speed moves by
 // tens of percent within seconds. Run one after the other, even in
 // alternating rounds, two windows of a few seconds can land in different
 // phases of the VM (one run's rounds put the same two binaries at 1.15× and

@@ -8,8 +8,8 @@
 //	    `gwbench proxy`),
 //	(c) the orchestrator in front of the mock, journal to a file,
 //
-// for closed-loop throughput, open-loop latency at fixed rates (free of
-// coordinated omission), CPU time per request and peak RSS of the process in
+// for closed-loop throughput (the configurations taking turns of 250 ms within
+// each round), open-loop latency at fixed rates (free of coordinated omission), CPU time per request and peak RSS of the process in
 // front (from /proc), a streamed call's time to first byte, the reject path's
 // throughput, and the orchestrator's RSS over a soak. It appends JSON lines
 // to -out and prints a table and the targets as PASS/FAIL lines.
@@ -74,8 +74,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.Out, "out", "bench-results.jsonl", "file the JSON lines are appended to (empty: none)")
 	fs.IntVar(&o.Conns, "conns", 32, "connections of every phase (closed-loop concurrency, open-loop pool)")
 	fs.IntVar(&o.Rounds, "rounds", 5, "alternating rounds per phase; the median is reported, and a closed-loop ratio is the median of the rounds' ratios")
-	fs.DurationVar(&o.Warmup, "warmup", 500*time.Millisecond, "unmeasured load before each closed-loop window")
-	fs.DurationVar(&o.Duration, "duration", 3*time.Second, "closed-loop throughput window per configuration and round")
+	fs.DurationVar(&o.Warmup, "warmup", 500*time.Millisecond, "unmeasured load before each closed-loop window (in the throughput phase, each configuration's first turn)")
+	fs.DurationVar(&o.Duration, "duration", 3*time.Second, "closed-loop sending time per configuration and round, in turns of 250 ms")
 	fs.DurationVar(&o.RejectDuration, "reject-duration", 2*time.Second, "reject-path closed-loop window per round")
 	fs.DurationVar(&o.OpenDuration, "open-duration", 4*time.Second, "open-loop timeline per configuration, rate and round")
 	rates := fs.String("rates", "1000,3000", "open-loop rates in req/s, comma-separated (the p99 target is checked at 1000)")

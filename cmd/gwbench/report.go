@@ -74,10 +74,10 @@ func (b *bench) checks() []targetCheck {
 	return out
 }
 
-// pairedRatio compares two configurations round by round: each round runs
-// every configuration once, one after the other, so a round's ratio compares
-// them in the same phase of the machine, and the median of those ratios is
-// the verdict. The ratio of the two medians, taken each over its own rounds,
+// pairedRatio compares two configurations round by round: each round
+// measures every configuration in the same stretch of time (taking turns, in
+// the closed loop), so a round's ratio compares them in the same phase of
+// the machine, and the median of those ratios is the verdict. The ratio of the two medians, taken each over its own rounds,
 // can pair a fast round of one with a slow round of the other when the VM
 // drifts during the run (it does: see docs/performance.md). It returns the
 // median and the ratio of each round.
