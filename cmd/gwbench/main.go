@@ -17,6 +17,7 @@
 //	gwbench -orchestrator bin/orchestrator -mock bin/mock-provider [-quick] [-soak 60s] [-strict]
 //	gwbench proxy -listen ADDR -upstream ADDR
 //	gwbench load -addr ADDR [-body plain|stream|reject] [-pid PID,...]
+//	gwbench turns -targets ADDR=PID,ADDR=PID[,...] [-rounds 5]
 //
 // It builds nothing (make bench builds bin/ first) and sends traffic to
 // 127.0.0.1 only. Linux only: it reads /proc.
@@ -42,6 +43,9 @@ func main() {
 	}
 	if len(os.Args) > 1 && os.Args[1] == "load" {
 		os.Exit(runLoad(os.Args[2:], os.Stdout, os.Stderr))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "turns" {
+		os.Exit(runTurns(os.Args[2:], os.Stdout, os.Stderr))
 	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
