@@ -69,8 +69,21 @@ func (w *clientWatch) start() {
 		return
 	}
 	w.mu.Lock()
-	if w.stopped || w.conn.SetReadDeadline(time.Time{}) != nil {
+	if w.stopped {
 		w.mu.Unlock()
+		return
+	}
+	if err := w.conn.SetReadDeadline(time.Time{}); err != nil {
+		w.mu.Unlock()
+		if errors.Is(err, net.ErrClosed) {
+			// The server closed the connection while the request was
+			// still being answered: fasthttp does that when a write to
+			// the client fails, e.g. the rest of a stream's first chunks
+			// after the client left. Nothing will ever be read from it
+			// again, so the client is gone. Without this, a stream whose
+			// upstream then went quiet held its call until a heartbeat.
+			w.ctx.cancel()
+		}
 		return
 	}
 	w.done = make(chan struct{})

@@ -61,6 +61,20 @@ func TestWatchCancelsWhenTheClientLeaves(t *testing.T) {
 	sweeperGone(t, &l)
 }
 
+// A connection that the server closed before the watch started (fasthttp
+// closes it when a write to the client fails) means the client is gone: the
+// watch cancels instead of giving up on a connection it cannot watch.
+func TestWatchOfAConnectionClosedMeanwhileCancels(t *testing.T) {
+	var l watchList
+	server, _ := tcpPair(t)
+	c := newCallCtx()
+	w := c.watchClient(server, &l)
+	server.Close()
+	waitClosed(t, c.Done(), "the request context of a connection closed before its watch")
+	w.stop()
+	sweeperGone(t, &l)
+}
+
 // TestWatchStoppedBeforeItsDelay: a request that ends before watchDelay
 // leaves nothing behind, and a client that leaves afterwards cancels nothing.
 func TestWatchStoppedBeforeItsDelay(t *testing.T) {
