@@ -120,10 +120,10 @@ func (m *Machine) Done() bool { return m.def.IsTerminal(m.State()) }
 // called once with the record, which is also returned. An event the table does
 // not allow returns an *IllegalTransitionError and changes nothing.
 //
-// ctx's cancellation is deliberately ignored: looplab/fsm leaves a machine
-// stuck in transition for good when an event is fired with a context that is
-// already cancelled (DESIGN §8). Cancellation is the pipeline's business,
-// expressed as an event (give_up), never as a wedged machine.
+// ctx's cancellation is deliberately ignored. Cancellation is the pipeline's
+// business, expressed as an event (give_up), never as a wedged machine (the
+// pitfall of DESIGN §8: looplab/fsm's Event, which FireAt does not use, leaves
+// a machine stuck for good when fired with a cancelled context).
 func (m *Machine) Fire(ctx context.Context, e Event, d Detail) (Transition, error) {
 	return m.FireAt(ctx, e, d, time.Time{})
 }

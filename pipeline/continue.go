@@ -41,7 +41,7 @@ func (h *StreamHandle) resume(ctx context.Context, err error, sofar string) (ski
 		return "", false
 	}
 	req := *r.req
-	req.Raw = nil // the adapter encodes the changed request
+	req.Raw, req.RawAgrees = nil, false // the adapter encodes the changed request
 	req.Messages = append(append([]providers.Message(nil), r.req.Messages...),
 		providers.Message{Role: "assistant", Content: providers.Content{Kind: providers.ContentString, Text: prefill}})
 

@@ -29,8 +29,7 @@ func runLoad(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	host, _, _ := strings.Cut(*addr, ":")
-	if host != "127.0.0.1" && host != "localhost" {
+	if !loopback(*addr) {
 		fmt.Fprintln(stderr, "gwbench load: -addr must be 127.0.0.1:PORT or localhost:PORT")
 		return 2
 	}
@@ -72,4 +71,11 @@ func runLoad(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "pid %d: %.1f µs CPU/req\n", pid, perReqUs(r.CPU.Watch[i], r.Requests))
 	}
 	return 0
+}
+
+// loopback reports whether addr (host:port) is on this machine's loopback,
+// the only place gwbench sends traffic to.
+func loopback(addr string) bool {
+	host, _, _ := strings.Cut(addr, ":")
+	return host == "127.0.0.1" || host == "localhost"
 }

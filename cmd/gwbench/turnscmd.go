@@ -79,7 +79,7 @@ func parseTurnTargets(spec string) ([]target, error) {
 		if !ok || err != nil || pid <= 0 {
 			return nil, fmt.Errorf("-targets: %q is not host:port=pid", f)
 		}
-		if host, _, _ := strings.Cut(addr, ":"); host != "127.0.0.1" && host != "localhost" {
+		if !loopback(addr) {
 			return nil, fmt.Errorf("-targets: %q: only 127.0.0.1 or localhost", addr)
 		}
 		ts = append(ts, target{Addr: addr, Req: buildRequest(addr, chatPath, bodyPlain), Expect: 200, Watch: []int{pid}})

@@ -44,7 +44,7 @@ func run(args []string, stderr io.Writer) int {
 	format := fs.String("log-format", "", "journal format: text or json (default from the config, text)")
 	drain := fs.Duration("drain", 0, "how long shutdown waits for requests in flight (default from the config, server.drain_timeout, 30s)")
 	printDefault := fs.Bool("print-default-config", false, "print the embedded default configuration and exit")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (pprof) of the whole run to this file, for `go tool pprof` and for PGO (docs/performance.md)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (pprof) of the whole run to this file when the process stops, for `go tool pprof` (docs/performance.md)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
