@@ -33,6 +33,62 @@ type Journal struct {
 	done   chan struct{}
 
 	stamp stampCache
+	steps [2][]stepText // per machine kind (kindIndex), per Step - 1
+}
+
+// stepText is the fixed text of one move's line: its action field, and the
+// machine, event, from and to fields with the ts key, formatted once for
+// the journal's format instead of field by field on every transition.
+type stepText struct {
+	step         fsm.Step
+	action, tail string
+}
+
+// kindIndex is where Journal.steps keeps a machine kind's moves.
+func kindIndex(k fsm.Kind) int {
+	if k == fsm.KindBreaker {
+		return 1
+	}
+	return 0
+}
+
+// stepTexts formats every move of d as Transition would, field by field.
+func stepTexts(d *fsm.Definition, json bool) []stepText {
+	out := make([]stepText, len(d.Steps()))
+	for i, st := range d.Steps() {
+		t := fsm.Transition{Machine: d.Kind, Event: st.Event, From: st.From, To: st.To}
+		l := &line{json: json}
+		l.word("action", actionOf(t))
+		action := string(l.b)
+		l.b = l.b[:0]
+		l.word("machine", string(t.Machine))
+		l.word("event", string(t.Event))
+		l.word("from", string(t.From))
+		l.word("to", string(t.To))
+		l.key("ts")
+		if json {
+			l.b = append(l.b, '"')
+		}
+		out[i] = stepText{step: st, action: action, tail: string(l.b)}
+	}
+	return out
+}
+
+// stepText returns the fixed text of t's move, or nil when t names no move
+// of its machine (a record made by hand, or with a wrong Step).
+func (j *Journal) stepText(t fsm.Transition) *stepText {
+	if t.Machine != fsm.KindRequest && t.Machine != fsm.KindBreaker {
+		return nil
+	}
+	tab := j.steps[kindIndex(t.Machine)]
+	if t.Step < 1 || t.Step > len(tab) {
+		return nil
+	}
+	st := &tab[t.Step-1]
+	if st.step.From != t.From || st.step.Event != t.Event || st.step.To != t.To {
+		return nil
+	}
+	return st
 }
 
 // stampCache keeps the date and time of the latest second a line was
@@ -85,6 +141,8 @@ func NewJournal(out io.Writer, format string, now func() time.Time) *Journal {
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
 	}
+	j.steps[kindIndex(fsm.KindRequest)] = stepTexts(fsm.Request, j.json)
+	j.steps[kindIndex(fsm.KindBreaker)] = stepTexts(fsm.Breaker, j.json)
 	go j.flusher()
 	return j
 }
@@ -160,16 +218,20 @@ func (j *Journal) Transition(t fsm.Transition) {
 	case t.Event == fsm.EventGiveUp || t.Event == fsm.EventTrip || t.Event == fsm.EventReopen:
 		level = levelWarn
 	}
+	st := j.stepText(t)
 	l := j.begin(level)
 	if t.Machine == fsm.KindBreaker {
 		l.str("provider", t.ID)
-		l.word("action", actionOf(t))
 	} else {
 		l.str("request_id", t.ID)
+	}
+	if st != nil {
+		l.b = append(l.b, st.action...)
+	} else {
 		l.word("action", actionOf(t))
-		if t.Provider != "" {
-			l.str("provider", t.Provider)
-		}
+	}
+	if t.Machine != fsm.KindBreaker && t.Provider != "" {
+		l.str("provider", t.Provider)
 	}
 	if t.Attempt != 0 {
 		l.int("attempt", t.Attempt)
@@ -192,11 +254,19 @@ func (j *Journal) Transition(t fsm.Transition) {
 	if t.Reason != "" {
 		l.str("reason", t.Reason)
 	}
-	l.word("machine", string(t.Machine))
-	l.word("event", string(t.Event))
-	l.word("from", string(t.From))
-	l.word("to", string(t.To))
-	l.ts(t.Time)
+	if st != nil {
+		l.b = append(l.b, st.tail...)
+		l.b = l.stamp.append(l.b, t.Time)
+		if l.json {
+			l.b = append(l.b, '"')
+		}
+	} else {
+		l.word("machine", string(t.Machine))
+		l.word("event", string(t.Event))
+		l.word("from", string(t.From))
+		l.word("to", string(t.To))
+		l.ts(t.Time)
+	}
 	j.end(l)
 }
 

@@ -1,6 +1,8 @@
 package pipeline
 
 import (
+	"bytes"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -62,6 +64,35 @@ func TestJournalWordsNeedNoQuoting(t *testing.T) {
 	for _, w := range words {
 		if needsQuote(w) || string(jsonenc.AppendString(nil, w)) != `"`+w+`"` {
 			t.Errorf("%q is not a plain word", w)
+		}
+	}
+}
+
+// Every move's line, made from its fixed text (stepText), is the line made
+// field by field, in both formats and with every optional field.
+func TestTransitionLinesFromFixedTextAreFieldByField(t *testing.T) {
+	at := time.Date(2026, 11, 26, 13, 0, 0, 123456000, time.UTC)
+	for _, format := range []string{"text", "json"} {
+		var buf bytes.Buffer
+		j := NewJournal(&buf, format, nil)
+		for _, d := range []*fsm.Definition{fsm.Request, fsm.Breaker} {
+			for i, st := range d.Steps() {
+				tr := fsm.Transition{Machine: d.Kind, ID: "req_x y", Event: st.Event, From: st.From, To: st.To, Time: at, Step: i + 1,
+					Detail: fsm.Detail{Attempt: 2, Provider: "openai", Model: "m", ErrorClass: "timeout", Wait: time.Second, Status: 503, Latency: time.Millisecond, Reason: "r s"}}
+				j.Transition(tr)
+				tr.Step = 0
+				j.Transition(tr)
+			}
+		}
+		j.Close()
+		lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
+		if len(lines) != 2*(len(fsm.Request.Steps())+len(fsm.Breaker.Steps())) {
+			t.Fatalf("%s: %d lines", format, len(lines))
+		}
+		for i := 0; i < len(lines); i += 2 {
+			if lines[i] != lines[i+1] {
+				t.Errorf("%s: from fixed text\n%s\nfield by field\n%s", format, lines[i], lines[i+1])
+			}
 		}
 	}
 }
