@@ -8,7 +8,9 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/go-playground/validator/v10"
 
@@ -65,8 +67,9 @@ func (d *Decoder) Decode(contentType, body []byte) (*providers.ChatRequest, *api
 	if body[0] != '{' {
 		return nil, invalid("", "the request body must be a JSON object")
 	}
-	req := &providers.ChatRequest{}
-	ok, agrees := decodeFast(body, req)
+	f := framePool.Get().(*requestFrame)
+	req := &f.req
+	ok, agrees := decodeFast(body, req, f.msgs[:0])
 	if !ok {
 		// Anything the one-pass decoder does not handle exactly as
 		// encoding/json does, invalid bodies included, is decoded (and
@@ -87,6 +90,27 @@ func (d *Decoder) Decode(contentType, body []byte) (*providers.ChatRequest, *api
 		return req, ae
 	}
 	return req, nil
+}
+
+// requestFrame is a decoded request with room for its first messages. A
+// frame is used again once its request is done (Decoder.Release): that saves
+// the two allocations of every request, about 800 bytes, and the memory it
+// reuses is still in the cache, where a fresh allocation is not.
+type requestFrame struct {
+	req  providers.ChatRequest // first, so that Release finds the frame from it
+	msgs [4]providers.Message
+}
+
+var framePool = sync.Pool{New: func() any { return new(requestFrame) }}
+
+// Release gives back a request returned by Decode once nothing uses it any
+// more: not its fields, its messages, nor anything taken from them but
+// strings. A request that may still be in use somewhere (a stream's, or one
+// whose handler panicked) is simply left to the garbage collector.
+func (d *Decoder) Release(req *providers.ChatRequest) {
+	f := (*requestFrame)(unsafe.Pointer(req))
+	*f = requestFrame{}
+	framePool.Put(f)
 }
 
 func isJSON(ct []byte) bool {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/llm-gateway/gateway/fsm"
@@ -134,7 +135,8 @@ type run struct {
 // Run takes a machine in state validated through attempts to a terminal state
 // and returns the outcome. ctx is cancelled when the client goes away.
 func (e *Engine) Run(ctx context.Context, m *fsm.Machine, req *providers.ChatRequest, targets []providers.Target, start time.Time) Result {
-	r := &run{
+	r := runPool.Get().(*run)
+	*r = run{
 		e:        e,
 		ctx:      ctx,
 		m:        m,
@@ -147,8 +149,20 @@ func (e *Engine) Run(ctx context.Context, m *fsm.Machine, req *providers.ChatReq
 	} else {
 		r.tried, r.roundLimited = make([]int, len(targets)), make([]bool, len(targets))
 	}
-	return r.journey()
+	res := r.journey()
+	if res.Stream == nil {
+		// Nothing refers to r any more (a stream's handle does), and its
+		// calls are over: it serves the next request.
+		*r = run{}
+		runPool.Put(r)
+	}
+	return res
 }
+
+// runPool keeps the runs of finished requests: a run is 400 bytes that
+// every request would allocate, and take from memory that is no longer in
+// the cache.
+var runPool = sync.Pool{New: func() any { return new(run) }}
 
 func (r *run) fire(ev fsm.Event, d fsm.Detail) { r.fireAt(ev, d, time.Time{}) }
 

@@ -29,8 +29,8 @@ import (
 // It also reports whether body then agrees with req as
 // providers.ChatRequest.RawAgrees says: every key of the request once at
 // most (a repeated one never takes this path), and stream_options not null.
-func decodeFast(body []byte, req *providers.ChatRequest) (ok, rawAgrees bool) {
-	s := scanner{Scanner: jsonscan.New(body)}
+func decodeFast(body []byte, req *providers.ChatRequest, room []providers.Message) (ok, rawAgrees bool) {
+	s := scanner{Scanner: jsonscan.New(body), room: room}
 	if !s.request(req) || !s.AtEnd() {
 		return false, false
 	}
@@ -41,7 +41,8 @@ func decodeFast(body []byte, req *providers.ChatRequest) (ok, rawAgrees bool) {
 // request's types.
 type scanner struct {
 	jsonscan.Scanner
-	nullOptions bool // "stream_options": null was read
+	nullOptions bool                // "stream_options": null was read
+	room        []providers.Message // where messages go first, if not nil
 }
 
 // stringValue decodes a JSON string into a Go string.
@@ -323,7 +324,10 @@ func (s *scanner) messages(dst *[]providers.Message) bool {
 		*dst = nil
 		return s.Literal("null")
 	}
-	out := make([]providers.Message, 0, 4)
+	out := s.room[:0] // a pooled request's (requestFrame)
+	if cap(out) == 0 {
+		out = make([]providers.Message, 0, 4)
+	}
 	if !s.Array(func() bool {
 		out = append(out, providers.Message{})
 		return s.message(&out[len(out)-1])

@@ -84,7 +84,7 @@ var fastDecodeCases = []string{
 func checkFastDecode(t *testing.T, body []byte) (fast bool) {
 	t.Helper()
 	var got providers.ChatRequest
-	ok, agrees := decodeFast(body, &got)
+	ok, agrees := decodeFast(body, &got, nil)
 	if !ok {
 		return false
 	}
@@ -94,6 +94,17 @@ func checkFastDecode(t *testing.T, body []byte) (fast bool) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("decodeFast and encoding/json differ on\n%s\nfast: %#v\njson: %#v", body, got, want)
+	}
+	// A pooled request's room for messages still holds the last request's:
+	// none of it may show through.
+	room := make([]providers.Message, 4)
+	for i := range room {
+		room[i] = providers.Message{Role: "stale", Name: "stale", ToolCallID: "stale", ToolCalls: json.RawMessage(`[1]`),
+			Content: providers.Content{Text: "stale", Kind: providers.ContentString, Parts: []providers.ContentPart{{Type: "text", Text: "stale"}}}}
+	}
+	var roomed providers.ChatRequest
+	if ok, _ := decodeFast(body, &roomed, room[:0]); !ok || !reflect.DeepEqual(roomed, want) {
+		t.Fatalf("decodeFast into a used room differs from encoding/json on\n%s\nfast: %#v\njson: %#v", body, roomed, want)
 	}
 	if agrees {
 		checkRawAgrees(t, body, &got)
@@ -142,7 +153,7 @@ func TestDecodeFastAgreesWithEncodingJSON(t *testing.T) {
 	// buys nothing.
 	for _, body := range fastDecodeCases[:15] {
 		var r providers.ChatRequest
-		if ok, _ := decodeFast([]byte(body), &r); !ok {
+		if ok, _ := decodeFast([]byte(body), &r, nil); !ok {
 			t.Errorf("an ordinary request left the fast path:\n%s", body)
 		}
 	}

@@ -319,8 +319,10 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx) {
 	s.metrics.requestBegan()
 	streamed := false // from then on the stream's writer owns the end of the request
 	var end time.Time // when the answer was known, if it was
+	var req *providers.ChatRequest
 	defer func() {
-		if v := recover(); v != nil {
+		v := recover()
+		if v != nil {
 			s.panicked(ctx, id, m, v, start)
 		}
 		if !streamed {
@@ -329,10 +331,15 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx) {
 			}
 			s.metrics.requestEnded(m.State() == fsm.Succeeded, false, end.Sub(start))
 			m.Release() // its looplab/fsm instance serves the next request
+			if req != nil && v == nil {
+				// The answer is written and the calls are over: the
+				// request serves the next one. After a panic something
+				// may still hold it.
+				s.decoder.Release(req)
+			}
 		}
 	}()
 
-	var req *providers.ChatRequest
 	var targets []providers.Target
 	var ae *apiError
 	body := ctx.PostBody()
