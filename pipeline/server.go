@@ -411,6 +411,7 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	writeCompletion(ctx, id, res, latency)
+	res.Response.Release() // its bytes are in the client's answer now
 }
 
 // run drives the engine while watching for the client to leave. The watch

@@ -63,9 +63,7 @@ func (p *OpenAI) Complete(ctx context.Context, req *ChatRequest, call Call) (*Ch
 		return nil, err
 	}
 	defer fasthttp.ReleaseRequest(r)
-	return p.up.complete(ctx, call, r, func(body []byte) (*ChatResponse, error) {
-		return parseOpenAIResponse(bytes.Clone(body))
-	})
+	return p.up.complete(ctx, call, r, parseOpenAIPooled)
 }
 
 // Stream makes one streamed call; see Provider.
@@ -80,6 +78,22 @@ func (p *OpenAI) Stream(ctx context.Context, req *ChatRequest, call Call) (Strea
 		return nil, err
 	}
 	return s, nil
+}
+
+// parseOpenAIPooled is parseOpenAIResponse of a copy of body, which the
+// fasthttp response that holds it will reuse. The copy, the answer, its
+// first choice and its usage are a responseFrame's, given back by
+// ChatResponse.Release.
+func parseOpenAIPooled(body []byte) (*ChatResponse, error) {
+	f := responseFrames.Get().(*responseFrame)
+	f.body = append(f.body[:0], body...)
+	if cr, ok := parseOpenAIFastIn(f.body, f); ok {
+		cr.frame = f
+		return cr, nil
+	}
+	// The reference parser's answer shares f.body too: f is left to the
+	// garbage collector with it.
+	return parseOpenAIGJSON(f.body)
 }
 
 // openAIBody is the body sent upstream: the client's own bytes with only

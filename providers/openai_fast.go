@@ -24,11 +24,23 @@ import (
 // Like the reference, the strings it returns share body's memory: body is
 // the caller's own copy and is never modified.
 func parseOpenAIFast(body []byte) (*ChatResponse, bool) {
+	return parseOpenAIFastIn(body, nil)
+}
+
+// parseOpenAIFastIn is parseOpenAIFast with the answer, its first choice
+// and its usage in f when f is not nil (a zero frame but for its body).
+func parseOpenAIFastIn(body []byte, f *responseFrame) (*ChatResponse, bool) {
 	if !utf8.Valid(body) {
 		return nil, false
 	}
-	s := openAIScanner{jsonscan.New(body)}
-	out := &ChatResponse{Raw: body}
+	s := openAIScanner{Scanner: jsonscan.New(body), frame: f}
+	var out *ChatResponse
+	if f != nil {
+		out = &f.resp
+	} else {
+		out = &ChatResponse{}
+	}
+	out.Raw = body
 	if !s.completion(out) || !s.AtEnd() || out.Choices == nil {
 		return nil, false
 	}
@@ -37,6 +49,7 @@ func parseOpenAIFast(body []byte) (*ChatResponse, bool) {
 
 type openAIScanner struct {
 	jsonscan.Scanner
+	frame *responseFrame // where the answer's parts go, if not nil
 }
 
 var completionFields = []string{"id", "object", "created", "model", "system_fingerprint", "choices", "usage"}
@@ -55,7 +68,11 @@ func (s *openAIScanner) completion(out *ChatResponse) bool {
 		case "system_fingerprint":
 			return s.str(&out.SystemFingerprint)
 		case "choices":
-			out.Choices = []Choice{}
+			if s.frame != nil {
+				out.Choices = s.frame.choices[:0]
+			} else {
+				out.Choices = []Choice{}
+			}
 			return s.Array(func() bool {
 				out.Choices = append(out.Choices, Choice{})
 				return s.choice(&out.Choices[len(out.Choices)-1])
@@ -64,7 +81,12 @@ func (s *openAIScanner) completion(out *ChatResponse) bool {
 			if s.Peek() == 'n' {
 				return s.Literal("null")
 			}
-			out.Usage = &Usage{}
+			if s.frame != nil {
+				s.frame.usage = Usage{}
+				out.Usage = &s.frame.usage
+			} else {
+				out.Usage = &Usage{}
+			}
 			return s.usage(out.Usage)
 		}
 		return false
@@ -154,6 +176,12 @@ func (s *openAIScanner) optionalStr(dst **string) bool {
 	if s.Peek() == 'n' {
 		*dst = nil
 		return s.Literal("null")
+	}
+	if f := s.frame; f != nil && f.strs < len(f.str) {
+		p := &f.str[f.strs]
+		f.strs++
+		*dst = p
+		return s.str(p)
 	}
 	var v string
 	if !s.str(&v) {

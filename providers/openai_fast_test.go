@@ -88,6 +88,44 @@ func checkParseOpenAIFast(t *testing.T, body []byte) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("the fast path and the reference differ on\n%q\nfast: %#v\nref:  %#v", body, got, want)
 	}
+	// The adapter's own path, into a frame from the pool (one used and
+	// released before, as often as not), reads the same answer.
+	pooled, err := parseOpenAIPooled(body)
+	if err != nil || pooled.frame == nil {
+		t.Fatalf("the pooled path refused what the fast path accepts (%v):\n%q", err, body)
+	}
+	p := *pooled
+	p.frame = nil
+	if !reflect.DeepEqual(&p, want) {
+		t.Fatalf("the pooled path and the reference differ on\n%q\npooled: %#v\nref:    %#v", body, &p, want)
+	}
+	pooled.Release()
+}
+
+func TestReleasedAnswerFrameKeepsNothingButItsBuffer(t *testing.T) {
+	for _, size := range []int{0, maxPooledBody + 1} {
+		body := `{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hi","refusal":null},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3},"pad":"` + strings.Repeat("x", size) + `"}`
+		cr, err := parseOpenAIPooled([]byte(body))
+		if err != nil || cr.frame == nil {
+			t.Fatalf("not parsed into a frame: %v", err)
+		}
+		f := cr.frame
+		if cr.Usage != &f.usage || &cr.Choices[0] != &f.choices[0] || cr.Choices[0].Message.Content != &f.str[0] {
+			t.Fatal("the answer's parts are not the frame's")
+		}
+		cr.Release()
+		kept := f.body
+		if size > 0 && kept != nil {
+			t.Errorf("a frame kept a %d-byte buffer", cap(kept))
+		}
+		if size == 0 && (kept == nil || len(kept) != 0) {
+			t.Errorf("a frame dropped its small buffer, or kept its bytes (len %d)", len(kept))
+		}
+		if !reflect.DeepEqual(*f, responseFrame{body: kept}) {
+			t.Errorf("a released frame still holds its answer: %#v", *f)
+		}
+	}
+	(&ChatResponse{}).Release() // an answer from no pool: nothing to do
 }
 
 // FuzzParseOpenAIFast is the differential check of the answer's fast path

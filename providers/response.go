@@ -1,6 +1,9 @@
 package providers
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"sync"
+)
 
 // ChatResponse is the canonical answer: an OpenAI chat.completion object.
 type ChatResponse struct {
@@ -16,6 +19,44 @@ type ChatResponse struct {
 	// chat.completion (the OpenAI adapter), so fields this struct does not
 	// know reach the client unchanged. Nil for translated answers.
 	Raw []byte `json:"-"`
+
+	frame *responseFrame // the memory it is made of, if pooled
+}
+
+// responseFrame is the memory of one of the OpenAI adapter's answers: its
+// copy of the body, which Raw and its strings share, and room for its first
+// choice, its usage and its content. A frame is used again once its answer is released:
+// that saves five allocations and about 600 bytes per call, and the memory
+// it reuses is still in the cache, where a fresh allocation is not.
+type responseFrame struct {
+	resp    ChatResponse
+	choices [1]Choice
+	usage   Usage
+	str     [2]string // the strings behind the first choice's content and refusal
+	strs    int       // how many of str are taken
+	body    []byte
+}
+
+// maxPooledBody is the largest body buffer a released frame keeps.
+const maxPooledBody = 64 << 10
+
+var responseFrames = sync.Pool{New: func() any { return new(responseFrame) }}
+
+// Release gives the answer's memory back for another call to use, once
+// nothing reads the answer any more: not its fields, not Raw, not a string
+// or slice taken from it. An answer that was not made from a pool is left
+// to the garbage collector, as is one never released.
+func (r *ChatResponse) Release() {
+	f := r.frame
+	if f == nil {
+		return
+	}
+	body := f.body[:0]
+	if cap(body) > maxPooledBody {
+		body = nil
+	}
+	*f = responseFrame{body: body}
+	responseFrames.Put(f)
 }
 
 // Choice is one choice of an answer.
