@@ -93,21 +93,21 @@ func (d *Decoder) Decode(contentType, body []byte) (*providers.ChatRequest, *api
 }
 
 // requestFrame is a decoded request with room for its first messages. A
-// frame is used again once its request is done (Decoder.Release): that saves
+// frame is used again once its request is done (Decoder.release): that saves
 // the two allocations of every request, about 800 bytes, and the memory it
 // reuses is still in the cache, where a fresh allocation is not.
 type requestFrame struct {
-	req  providers.ChatRequest // first, so that Release finds the frame from it
+	req  providers.ChatRequest // first, so that release finds the frame from it
 	msgs [4]providers.Message
 }
 
 var framePool = sync.Pool{New: func() any { return new(requestFrame) }}
 
-// Release gives back a request returned by Decode once nothing uses it any
+// release gives back a request returned by Decode once nothing uses it any
 // more: not its fields, its messages, nor anything taken from them but
 // strings. A request that may still be in use somewhere (a stream's, or one
 // whose handler panicked) is simply left to the garbage collector.
-func (d *Decoder) Release(req *providers.ChatRequest) {
+func (d *Decoder) release(req *providers.ChatRequest) {
 	f := (*requestFrame)(unsafe.Pointer(req))
 	*f = requestFrame{}
 	framePool.Put(f)

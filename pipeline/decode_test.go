@@ -121,6 +121,6 @@ func BenchmarkDecodeValid(b *testing.B) {
 		if ae != nil {
 			b.Fatal(ae.Message)
 		}
-		d.Release(req) // as the server does once the answer is written
+		d.release(req) // as the server does once the answer is written
 	}
 }

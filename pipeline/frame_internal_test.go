@@ -24,7 +24,7 @@ func TestReleasedRequestFrameKeepsNothing(t *testing.T) {
 		if len(req.Messages) != 4 || &req.Messages[0] != &f.msgs[0] {
 			t.Fatal("the messages are not in the frame's room")
 		}
-		d.Release(req)
+		d.release(req)
 		if !reflect.DeepEqual(*f, requestFrame{}) {
 			t.Fatalf("a released frame still holds its request: %#v", f.req)
 		}
@@ -41,6 +41,6 @@ func TestReleasedRequestFrameKeepsNothing(t *testing.T) {
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("decoded after a release:\n got %#v\nwant %#v", got, want)
 		}
-		d.Release(req)
+		d.release(req)
 	}
 }

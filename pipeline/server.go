@@ -335,7 +335,7 @@ func (s *Server) chat(ctx *fasthttp.RequestCtx) {
 				// The answer is written and the calls are over: the
 				// request serves the next one. After a panic something
 				// may still hold it.
-				s.decoder.Release(req)
+				s.decoder.release(req)
 			}
 		}
 	}()
