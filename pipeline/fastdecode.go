@@ -218,8 +218,8 @@ func (s *scanner) int64(dst **int64) bool {
 	if !ok {
 		return false
 	}
-	v, err := strconv.ParseInt(string(raw), 10, 64)
-	if err != nil {
+	v, ok := jsonscan.Int64(raw)
+	if !ok {
 		return false
 	}
 	*dst = &v

@@ -2,7 +2,6 @@ package providers
 
 import (
 	"encoding/json"
-	"strconv"
 	"unicode/utf8"
 	"unsafe"
 
@@ -194,12 +193,11 @@ func (s *openAIScanner) optionalStr(dst **string) bool {
 // int64 reads an integer that fits in 64 bits.
 func (s *openAIScanner) int64(dst *int64) bool {
 	raw, ok := s.Number()
-	if !ok || !jsonscan.IsInteger(raw) {
+	if !ok {
 		return false
 	}
-	v, err := strconv.ParseInt(unsafe.String(unsafe.SliceData(raw), len(raw)), 10, 64)
-	*dst = v
-	return err == nil
+	*dst, ok = jsonscan.Int64(raw)
+	return ok
 }
 
 func (s *openAIScanner) int(dst *int) bool {

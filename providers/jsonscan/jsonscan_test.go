@@ -2,6 +2,7 @@ package jsonscan
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -104,10 +105,36 @@ func TestStrAndNumber(t *testing.T) {
 		t.Fatalf("Str: %q %v %v", raw, esc, ok)
 	}
 	s = New([]byte(`-12.5e3,`))
-	if num, ok := s.Number(); !ok || string(num) != `-12.5e3` || IsInteger(num) || s.Pos() != 7 {
+	if num, ok := s.Number(); !ok || string(num) != `-12.5e3` || s.Pos() != 7 {
 		t.Fatalf("Number: %q %v", num, ok)
 	}
-	if !IsInteger([]byte("-120")) {
-		t.Fatal("IsInteger(-120) is false")
+	for _, num := range []string{"0", "-0", "7", "-120", "1700000000", "9223372036854775807", "-9223372036854775808",
+		"9223372036854775808", "-9223372036854775809", "18446744073709551615", "99999999999999999999", "12345678901234567890",
+		"1.0", "1e3", "-12.5e3", "1E2", "0.5", "-", ""} {
+		checkInt64(t, []byte(num))
 	}
+}
+
+// checkInt64: Int64 reads a number exactly as strconv.ParseInt does.
+func checkInt64(t *testing.T, num []byte) {
+	t.Helper()
+	v, ok := Int64(num)
+	w, err := strconv.ParseInt(string(num), 10, 64)
+	if ok != (err == nil) || ok && v != w {
+		t.Fatalf("Int64(%q) = %d, %v; strconv.ParseInt: %d, %v", num, v, ok, w, err)
+	}
+}
+
+// FuzzInt64 checks Int64 against strconv.ParseInt on every number Number
+// reads.
+func FuzzInt64(f *testing.F) {
+	for _, s := range []string{"0", "-1", "1700000000", "9223372036854775807", "-9223372036854775808", "9223372036854775808", "1.5", "2e10"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s := New(b)
+		if num, ok := s.Number(); ok {
+			checkInt64(t, num)
+		}
+	})
 }
