@@ -441,3 +441,40 @@ func TestReleasedMachineStaysFinalAndItsFSMIsReused(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// StepOf finds every move a machine records, and nothing for a record whose
+// Step is missing, out of range, of the other machine, or names another move.
+func TestStepOfNamesOnlyTheRecordedMove(t *testing.T) {
+	for _, d := range Definitions() {
+		other := Request
+		if d == Request {
+			other = Breaker
+		}
+		for i, st := range d.Steps() {
+			tr := Transition{Machine: d.Kind, Event: st.Event, From: st.From, To: st.To, Step: i + 1}
+			if got, ok := d.StepOf(tr); !ok || got != i {
+				t.Fatalf("%s: StepOf(step %d) = %d, %v", d.Kind, i+1, got, ok)
+			}
+			if _, ok := other.StepOf(tr); ok {
+				t.Errorf("%s: %s's StepOf accepted a %s record", d.Kind, other.Kind, d.Kind)
+			}
+			for _, bad := range []int{0, -1, len(d.Steps()) + 1} {
+				tr.Step = bad
+				if _, ok := d.StepOf(tr); ok {
+					t.Errorf("%s: StepOf accepted Step %d", d.Kind, bad)
+				}
+			}
+			tr.Step = i + 1
+			tr.To = "elsewhere"
+			if _, ok := d.StepOf(tr); ok {
+				t.Errorf("%s: StepOf accepted step %d with another destination", d.Kind, i+1)
+			}
+			if i > 0 {
+				tr = Transition{Machine: d.Kind, Event: st.Event, From: st.From, To: st.To, Step: i}
+				if _, ok := d.StepOf(tr); ok {
+					t.Errorf("%s: StepOf accepted step %d naming move %d", d.Kind, i, i+1)
+				}
+			}
+		}
+	}
+}

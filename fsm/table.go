@@ -165,6 +165,22 @@ func (d *Definition) Next(s State, e Event) (State, bool) {
 // list (Transition.Step). The slice must not be modified.
 func (d *Definition) Steps() []Step { return d.steps }
 
+// StepOf returns the index in Steps of the move t records, when t is a
+// record of this kind of machine whose Step names that move (its From,
+// Event and To); ok is false for any other record: one made by hand, read
+// back by replay without a Step, or with a wrong one. Hooks use it to find
+// what they keep per move without hashing the names.
+func (d *Definition) StepOf(t Transition) (i int, ok bool) {
+	i = t.Step - 1
+	if t.Machine != d.Kind || i < 0 || i >= len(d.steps) {
+		return 0, false
+	}
+	if s := d.steps[i]; s.From != t.From || s.Event != t.Event || s.To != t.To {
+		return 0, false
+	}
+	return i, true
+}
+
 // IsTerminal reports whether s accepts no further event.
 func (d *Definition) IsTerminal(s State) bool { return d.terminal[s] }
 

@@ -33,23 +33,14 @@ type Journal struct {
 	done   chan struct{}
 
 	stamp stampCache
-	steps [2][]stepText // per machine kind (kindIndex), per Step - 1
+	steps [2][]stepText // per machine (machineOf), per move (Definition.Steps)
 }
 
 // stepText is the fixed text of one move's line: its action field, and the
 // machine, event, from and to fields with the ts key, formatted once for
 // the journal's format instead of field by field on every transition.
 type stepText struct {
-	step         fsm.Step
 	action, tail string
-}
-
-// kindIndex is where Journal.steps keeps a machine kind's moves.
-func kindIndex(k fsm.Kind) int {
-	if k == fsm.KindBreaker {
-		return 1
-	}
-	return 0
 }
 
 // stepTexts formats every move of d as Transition would, field by field.
@@ -61,15 +52,12 @@ func stepTexts(d *fsm.Definition, json bool) []stepText {
 		l.word("action", actionOf(t))
 		action := string(l.b)
 		l.b = l.b[:0]
-		l.word("machine", string(t.Machine))
-		l.word("event", string(t.Event))
-		l.word("from", string(t.From))
-		l.word("to", string(t.To))
+		l.move(t)
 		l.key("ts")
 		if json {
 			l.b = append(l.b, '"')
 		}
-		out[i] = stepText{step: st, action: action, tail: string(l.b)}
+		out[i] = stepText{action: action, tail: string(l.b)}
 	}
 	return out
 }
@@ -77,18 +65,21 @@ func stepTexts(d *fsm.Definition, json bool) []stepText {
 // stepText returns the fixed text of t's move, or nil when t names no move
 // of its machine (a record made by hand, or with a wrong Step).
 func (j *Journal) stepText(t fsm.Transition) *stepText {
-	if t.Machine != fsm.KindRequest && t.Machine != fsm.KindBreaker {
+	m, d := machineOf(t.Machine)
+	i, ok := d.StepOf(t)
+	if !ok {
 		return nil
 	}
-	tab := j.steps[kindIndex(t.Machine)]
-	if t.Step < 1 || t.Step > len(tab) {
-		return nil
+	return &j.steps[m][i]
+}
+
+// machineOf is where the journal and the metrics keep what they hold per
+// move of a kind of machine (0 request, 1 breaker), and its definition.
+func machineOf(k fsm.Kind) (int, *fsm.Definition) {
+	if k == fsm.KindBreaker {
+		return 1, fsm.Breaker
 	}
-	st := &tab[t.Step-1]
-	if st.step.From != t.From || st.step.Event != t.Event || st.step.To != t.To {
-		return nil
-	}
-	return st
+	return 0, fsm.Request
 }
 
 // stampCache keeps the date and time of the latest second a line was
@@ -141,8 +132,10 @@ func NewJournal(out io.Writer, format string, now func() time.Time) *Journal {
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
 	}
-	j.steps[kindIndex(fsm.KindRequest)] = stepTexts(fsm.Request, j.json)
-	j.steps[kindIndex(fsm.KindBreaker)] = stepTexts(fsm.Breaker, j.json)
+	for _, d := range fsm.Definitions() {
+		m, _ := machineOf(d.Kind)
+		j.steps[m] = stepTexts(d, j.json)
+	}
 	go j.flusher()
 	return j
 }
@@ -261,10 +254,7 @@ func (j *Journal) Transition(t fsm.Transition) {
 			l.b = append(l.b, '"')
 		}
 	} else {
-		l.word("machine", string(t.Machine))
-		l.word("event", string(t.Event))
-		l.word("from", string(t.From))
-		l.word("to", string(t.To))
+		l.move(t)
 		l.ts(t.Time)
 	}
 	j.end(l)
@@ -490,6 +480,14 @@ func (l *line) word(k, v string) {
 		return
 	}
 	l.b = append(l.b, v...)
+}
+
+// move appends the fields that name t's move: machine, event, from, to.
+func (l *line) move(t fsm.Transition) {
+	l.word("machine", string(t.Machine))
+	l.word("event", string(t.Event))
+	l.word("from", string(t.From))
+	l.word("to", string(t.To))
 }
 
 func (l *line) int(k string, v int) {

@@ -34,7 +34,7 @@ type Metrics struct {
 
 	requests        counterCache[requestKey]
 	transitions     counterCache[transitionKey]
-	steps           [2][]prometheus.Counter   // per machine (request, breaker), by Transition.Step
+	steps           [2][]prometheus.Counter   // per machine (machineOf), per move (Definition.Steps)
 	requestDuration [2][2]prometheus.Observer // [succeeded?][stream?]
 	inFlight        atomic.Int64              // exported as a GaugeFunc; Shutdown reads it too
 	streamsInFlight atomic.Int64
@@ -151,7 +151,8 @@ func NewMetrics(providerNames []string, breakers map[string]*providers.Breaker, 
 		for i, st := range d.Steps() {
 			steps[i] = m.transitions.get(transitionKey{d.Kind, st.Event, st.From, st.To})
 		}
-		m.steps[machineIndex(d.Kind)] = steps
+		k, _ := machineOf(d.Kind)
+		m.steps[k] = steps
 	}
 
 	dur := f.histogramVec("gateway_request_duration_seconds",
@@ -255,23 +256,11 @@ func (m *Metrics) transition(t fsm.Transition) {
 // instead of hashing its four names; a record without a Step, or whose Step
 // does not name its move, is looked up by name.
 func (m *Metrics) transitionCounter(t fsm.Transition) prometheus.Counter {
-	i, d := 0, fsm.Request
-	if t.Machine == fsm.KindBreaker {
-		i, d = 1, fsm.Breaker
-	}
-	if n := t.Step - 1; d.Kind == t.Machine && n >= 0 && n < len(m.steps[i]) {
-		if st := d.Steps()[n]; st.From == t.From && st.Event == t.Event && st.To == t.To {
-			return m.steps[i][n]
-		}
+	k, d := machineOf(t.Machine)
+	if i, ok := d.StepOf(t); ok {
+		return m.steps[k][i]
 	}
 	return m.transitions.get(transitionKey{t.Machine, t.Event, t.From, t.To})
-}
-
-func machineIndex(k fsm.Kind) int {
-	if k == fsm.KindBreaker {
-		return 1
-	}
-	return 0
 }
 
 // requestBegan counts a chat completion request in flight.
