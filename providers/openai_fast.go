@@ -23,22 +23,18 @@ import (
 // Like the reference, the strings it returns share body's memory: body is
 // the caller's own copy and is never modified.
 func parseOpenAIFast(body []byte) (*ChatResponse, bool) {
-	return parseOpenAIFastIn(body, nil)
+	return parseOpenAIFastIn(body, new(responseFrame))
 }
 
-// parseOpenAIFastIn is parseOpenAIFast with the answer, its first choice
-// and its usage in f when f is not nil (a zero frame but for its body).
+// parseOpenAIFastIn is parseOpenAIFast into f, a zero frame but for its
+// body: the answer, its first choice, its usage and the strings behind its
+// first choice's content and refusal are f's.
 func parseOpenAIFastIn(body []byte, f *responseFrame) (*ChatResponse, bool) {
 	if !utf8.Valid(body) {
 		return nil, false
 	}
 	s := openAIScanner{Scanner: jsonscan.New(body), frame: f}
-	var out *ChatResponse
-	if f != nil {
-		out = &f.resp
-	} else {
-		out = &ChatResponse{}
-	}
+	out := &f.resp
 	out.Raw = body
 	if !s.completion(out) || !s.AtEnd() || out.Choices == nil {
 		return nil, false
@@ -48,7 +44,7 @@ func parseOpenAIFastIn(body []byte, f *responseFrame) (*ChatResponse, bool) {
 
 type openAIScanner struct {
 	jsonscan.Scanner
-	frame *responseFrame // where the answer's parts go, if not nil
+	frame *responseFrame // where the answer's parts go
 }
 
 var completionFields = []string{"id", "object", "created", "model", "system_fingerprint", "choices", "usage"}
@@ -67,11 +63,8 @@ func (s *openAIScanner) completion(out *ChatResponse) bool {
 		case "system_fingerprint":
 			return s.str(&out.SystemFingerprint)
 		case "choices":
-			if s.frame != nil {
-				out.Choices = s.frame.choices[:0]
-			} else {
-				out.Choices = []Choice{}
-			}
+			// Into the frame's room (a repeated key never gets here: Object refuses it).
+			out.Choices = s.frame.choices[:0]
 			return s.Array(func() bool {
 				out.Choices = append(out.Choices, Choice{})
 				return s.choice(&out.Choices[len(out.Choices)-1])
@@ -80,12 +73,7 @@ func (s *openAIScanner) completion(out *ChatResponse) bool {
 			if s.Peek() == 'n' {
 				return s.Literal("null")
 			}
-			if s.frame != nil {
-				s.frame.usage = Usage{}
-				out.Usage = &s.frame.usage
-			} else {
-				out.Usage = &Usage{}
-			}
+			out.Usage = &s.frame.usage
 			return s.usage(out.Usage)
 		}
 		return false
@@ -176,7 +164,7 @@ func (s *openAIScanner) optionalStr(dst **string) bool {
 		*dst = nil
 		return s.Literal("null")
 	}
-	if f := s.frame; f != nil && f.strs < len(f.str) {
+	if f := s.frame; f.strs < len(f.str) {
 		p := &f.str[f.strs]
 		f.strs++
 		*dst = p

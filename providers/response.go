@@ -23,11 +23,12 @@ type ChatResponse struct {
 	frame *responseFrame // the memory it is made of, if pooled
 }
 
-// responseFrame is the memory of one of the OpenAI adapter's answers: its
-// copy of the body, which Raw and its strings share, and room for its first
-// choice, its usage and its content. A frame is used again once its answer is released:
-// that saves five allocations and about 600 bytes per call, and the memory
-// it reuses is still in the cache, where a fresh allocation is not.
+// responseFrame is the memory of an answer of the OpenAI adapter: its copy
+// of the body, which Raw and its strings share, and room for its first
+// choice, its usage and its content. A pooled frame is used again once its
+// answer is released: that saves five allocations and about 600 bytes per
+// call, and the memory it reuses is still in the cache, where a fresh
+// allocation is not.
 type responseFrame struct {
 	resp    ChatResponse
 	choices [1]Choice
