@@ -33,8 +33,8 @@ func runLoad(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "gwbench load: -addr must be 127.0.0.1:PORT or localhost:PORT")
 		return 2
 	}
-	if *conns < 1 || *conns > 1024 || *duration <= 0 || *duration > 10*time.Minute || *warmup < 0 {
-		fmt.Fprintln(stderr, "gwbench load: -conns must be in 1..1024 and -duration in (0, 10m]")
+	if err := loadLimits(*conns, *duration, *warmup); err != nil {
+		fmt.Fprintf(stderr, "gwbench load: %v\n", err)
 		return 2
 	}
 	bodies := map[string]struct {
@@ -71,6 +71,14 @@ func runLoad(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "pid %d: %.1f µs CPU/req\n", pid, perReqUs(r.CPU.Watch[i], r.Requests))
 	}
 	return 0
+}
+
+// loadLimits checks the flags `gwbench load` and `gwbench turns` share.
+func loadLimits(conns int, duration, warmup time.Duration) error {
+	if conns < 1 || conns > 1024 || duration <= 0 || duration > 10*time.Minute || warmup < 0 {
+		return fmt.Errorf("-conns must be in 1..1024, -duration in (0, 10m] and -warmup not negative")
+	}
+	return nil
 }
 
 // loopback reports whether addr (host:port) is on this machine's loopback,

@@ -32,8 +32,11 @@ func runTurns(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	ts, err := parseTurnTargets(*spec)
-	if err == nil && (*conns < 1 || *conns > 1024 || *rounds < 1 || *rounds > 100 || *duration <= 0 || *duration > 10*time.Minute || *warmup < 0) {
-		err = fmt.Errorf("-conns must be in 1..1024, -rounds in 1..100 and -duration in (0, 10m]")
+	if err == nil {
+		err = loadLimits(*conns, *duration, *warmup)
+	}
+	if err == nil && (*rounds < 1 || *rounds > 100) {
+		err = fmt.Errorf("-rounds must be in 1..100")
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "gwbench turns: %v\n", err)

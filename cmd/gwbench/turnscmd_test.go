@@ -44,3 +44,23 @@ func TestTurnsComparesTargetsRoundByRound(t *testing.T) {
 		t.Fatalf("one target: exit %d, want 2", code)
 	}
 }
+
+// gwbench load and turns refuse the same out-of-range flags, before any
+// traffic.
+func TestLoadAndTurnsRefuseOutOfRangeFlags(t *testing.T) {
+	targets := "127.0.0.1:1=1,127.0.0.1:2=1"
+	for _, bad := range [][]string{{"-conns", "0"}, {"-conns", "1025"}, {"-duration", "0s"}, {"-duration", "11m"}, {"-warmup", "-1s"}} {
+		var out, errb bytes.Buffer
+		if code := runLoad(append([]string{"-addr", "127.0.0.1:1"}, bad...), &out, &errb); code != 2 || !strings.Contains(errb.String(), "-conns must be") {
+			t.Errorf("load %v: exit %d, %q", bad, code, errb.String())
+		}
+		errb.Reset()
+		if code := runTurns(append([]string{"-targets", targets}, bad...), &out, &errb); code != 2 || !strings.Contains(errb.String(), "-conns must be") {
+			t.Errorf("turns %v: exit %d, %q", bad, code, errb.String())
+		}
+	}
+	var out, errb bytes.Buffer
+	if code := runTurns([]string{"-targets", targets, "-rounds", "0"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "-rounds") {
+		t.Errorf("turns -rounds 0: exit %d, %q", code, errb.String())
+	}
+}
