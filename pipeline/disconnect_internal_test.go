@@ -50,29 +50,27 @@ func sweeperGone(t *testing.T, l *watchList) {
 	}
 }
 
-func TestWatchCancelsWhenTheClientLeaves(t *testing.T) {
-	var l watchList
-	server, client := tcpPair(t)
-	c := newCallCtx()
-	w := c.watchClient(server, &l)
-	client.Close()
-	waitClosed(t, c.Done(), "the request context of a client that left")
-	w.stop()
-	sweeperGone(t, &l)
-}
-
-// A connection that the server closed before the watch started (fasthttp
-// closes it when a write to the client fails) means the client is gone: the
-// watch cancels instead of giving up on a connection it cannot watch.
-func TestWatchOfAConnectionClosedMeanwhileCancels(t *testing.T) {
-	var l watchList
-	server, _ := tcpPair(t)
-	c := newCallCtx()
-	w := c.watchClient(server, &l)
-	server.Close()
-	waitClosed(t, c.Done(), "the request context of a connection closed before its watch")
-	w.stop()
-	sweeperGone(t, &l)
+// The watch cancels when the client leaves, and when the server closed the
+// connection before the watch started (fasthttp closes it when a write to
+// the client fails): a connection it can no longer watch means the client is
+// gone, rather than a watch that gives up.
+func TestWatchCancelsWhenTheConnectionEnds(t *testing.T) {
+	for _, closedBy := range []string{"client", "server"} {
+		t.Run("closed by the "+closedBy, func(t *testing.T) {
+			var l watchList
+			server, client := tcpPair(t)
+			c := newCallCtx()
+			w := c.watchClient(server, &l)
+			if closedBy == "client" {
+				client.Close()
+			} else {
+				server.Close()
+			}
+			waitClosed(t, c.Done(), "the request context of a connection closed by the "+closedBy)
+			w.stop()
+			sweeperGone(t, &l)
+		})
+	}
 }
 
 // TestWatchStoppedBeforeItsDelay: a request that ends before watchDelay
