@@ -52,9 +52,11 @@ type Machine struct {
 	hook Hook
 	now  func() time.Time
 
-	mu    sync.Mutex // guards f and final across the check, the event and the hook
-	f     *lfsm.FSM  // nil once released
-	final State      // the state the machine was released in
+	mu sync.Mutex // guards f and at across the check, the event and the hook
+	f  *lfsm.FSM  // nil once released
+	// at is the position in def.States of the state f is in, moved with
+	// it, and after Release the state it was released in.
+	at int
 }
 
 // New starts a machine of this definition in its initial state. id names it in
@@ -70,7 +72,7 @@ func (d *Definition) New(id string, hook Hook, now func() time.Time) *Machine {
 	} else {
 		f.SetState(string(d.Initial))
 	}
-	return &Machine{def: d, id: id, hook: hook, now: now, f: f}
+	return &Machine{def: d, id: id, hook: hook, now: now, f: f, at: d.start}
 }
 
 // Release hands a machine that has reached a terminal state back to its
@@ -80,25 +82,15 @@ func (d *Definition) New(id string, hook Hook, now func() time.Time) *Machine {
 func (m *Machine) Release() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.f == nil {
+	if m.f == nil || !m.def.ends[m.at] {
 		return
 	}
-	s := State(m.f.Current())
-	if !m.def.IsTerminal(s) {
-		return
-	}
-	m.final = s
 	m.def.pool.Put(m.f)
 	m.f = nil
 }
 
 // current returns the state; m.mu must be held.
-func (m *Machine) current() State {
-	if m.f == nil {
-		return m.final
-	}
-	return State(m.f.Current())
-}
+func (m *Machine) current() State { return m.def.States[m.at].State }
 
 // ID returns the name the machine was created with.
 func (m *Machine) ID() string { return m.id }
@@ -114,7 +106,11 @@ func (m *Machine) State() State {
 }
 
 // Done reports whether the machine is in a terminal state.
-func (m *Machine) Done() bool { return m.def.IsTerminal(m.State()) }
+func (m *Machine) Done() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.def.ends[m.at]
+}
 
 // Fire applies event e with the pipeline's detail. On success the hook is
 // called once with the record, which is also returned. An event the table does
@@ -145,8 +141,8 @@ func (m *Machine) FireAt(ctx context.Context, e Event, d Detail, at time.Time) (
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	from := m.current()
-	step, ok := m.def.next[stepKey{from, e}]
-	if !ok {
+	step := m.def.stepFrom(m.at, e)
+	if step < 0 {
 		return Transition{}, &IllegalTransitionError{Machine: m.def.Kind, ID: m.id, State: from, Event: e}
 	}
 	to := m.def.steps[step].To
@@ -159,6 +155,7 @@ func (m *Machine) FireAt(ctx context.Context, e Event, d Detail, at time.Time) (
 		return Transition{}, fmt.Errorf("fsm: %s %s: looplab/fsm refused %q in %q", m.def.Kind, m.id, e, from)
 	}
 	m.f.SetState(string(to))
+	m.at = m.def.stepTo[step]
 	if at.IsZero() {
 		at = m.now()
 	}

@@ -317,8 +317,14 @@ func TestRandomWalkStaysInsideTheTable(t *testing.T) {
 					t.Fatalf("%s walk %d: illegal %s in %s → %s, %v", d.Kind, walk, e, from, got, err)
 				case !d.HasState(got):
 					t.Fatalf("%s walk %d: undeclared state %s", d.Kind, walk, got)
+				case m.f.Current() != string(got):
+					// The machine keeps its state's position beside the
+					// looplab/fsm instance: the two must never part.
+					t.Fatalf("%s walk %d: machine in %s, its looplab/fsm in %s", d.Kind, walk, got, m.f.Current())
 				}
 			}
+			// Released machines give their instances to the next walks.
+			m.Release()
 		}
 	}
 }

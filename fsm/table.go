@@ -37,6 +37,16 @@ type Definition struct {
 	terminal map[State]bool
 	known    map[Event]bool
 
+	// The same table by position, for Machine: out[i] lists the steps
+	// leaving States[i], in order; stepTo[j] is the position of
+	// steps[j].To; ends[i] tells whether States[i] is terminal. A machine
+	// keeps the position of its state, so a move is found by comparing a
+	// few event names instead of hashing two strings.
+	out    [][]int
+	stepTo []int
+	ends   []bool
+	start  int // the position of Initial
+
 	// pool keeps the looplab/fsm instances of released machines: building
 	// one (NewFSM) is most of a request machine's cost.
 	pool *sync.Pool
@@ -147,7 +157,41 @@ func define(d Definition) *Definition {
 		d.known[r.Event] = true
 		d.events = append(d.events, lfsm.EventDesc{Name: string(r.Event), Src: src, Dst: string(r.To)})
 	}
+	d.out = make([][]int, len(d.States))
+	d.ends = make([]bool, len(d.States))
+	for i, s := range d.States {
+		d.ends[i] = s.Terminal
+		if s.State == d.Initial {
+			d.start = i
+		}
+	}
+	for j, st := range d.steps {
+		from := d.position(st.From)
+		d.out[from] = append(d.out[from], j)
+		d.stepTo = append(d.stepTo, d.position(st.To))
+	}
 	return &d
+}
+
+// position returns the index in States of a declared state.
+func (d *Definition) position(s State) int {
+	for i, info := range d.States {
+		if info.State == s {
+			return i
+		}
+	}
+	panic(fmt.Sprintf("fsm: %s: state %q is not declared", d.Kind, s))
+}
+
+// stepFrom returns the index in steps of event e from the state at
+// position at, or -1 when the table does not allow it.
+func (d *Definition) stepFrom(at int, e Event) int {
+	for _, j := range d.out[at] {
+		if d.steps[j].Event == e {
+			return j
+		}
+	}
+	return -1
 }
 
 // Next reports where event e takes a machine in state s, and whether the
