@@ -10,9 +10,12 @@
 // Every transition of every machine is reported through one Hook as a
 // Transition record; logging, metrics and replay hang off that one place.
 // The looplab/fsm instance checks each event against its table (Can) and
-// holds the state (SetState). No looplab/fsm callbacks are registered, so
-// its Event, which builds a cancellable context, an event and two closures
-// per call for them, is not used (docs/performance.md).
+// holds the state (SetState). A Machine keeps the position of that state
+// beside it, moved in the same critical section, so it finds a move among
+// the few that leave its state without reading the state back or hashing
+// names. No looplab/fsm callbacks are registered, so its Event, which builds
+// a cancellable context, an event and two closures per call for them, is not
+// used (docs/performance.md).
 //
 // This package knows nothing of HTTP or providers, and imports no other
 // package of this module.
