@@ -118,7 +118,12 @@ type openResult struct {
 	Latency latencySummary // scheduled send to the end of the answer
 	TTFB    latencySummary // scheduled send to the first byte of the body
 	Lag     latencySummary // scheduled send to the actual write: the generator's own delay
-	CPU     cpuDelta
+	// Pace is the pacer's own lateness: from each request's due time to its
+	// hand-off to the connections. Unlike Lag it includes no wait for a
+	// free connection, so no target, however slow, can move it: it says
+	// whether the machine let the generator keep its schedule.
+	Pace latencySummary
+	CPU  cpuDelta
 }
 
 // openLoop sends requests on a fixed timeline (sched), whatever the answers
@@ -131,6 +136,7 @@ func openLoop(ctx context.Context, t target, conns int, sched schedule) (openRes
 	lat := make([]time.Duration, count)
 	ttfb := make([]time.Duration, count)
 	lag := make([]time.Duration, count)
+	late := make([]time.Duration, count)
 	status := make([]int, count) // 0: transport error
 
 	// Connect first, so no request pays for a dial.
@@ -173,7 +179,7 @@ func openLoop(ctx context.Context, t target, conns int, sched schedule) (openRes
 	}
 
 	cpu0 := snapCPU(t)
-	sent := pace(ctx, start, sched, jobs)
+	sent := pace(ctx, start, sched, jobs, late)
 	close(jobs)
 	wg.Wait()
 	cpu1 := snapCPU(t)
@@ -196,6 +202,7 @@ func openLoop(ctx context.Context, t target, conns int, sched schedule) (openRes
 	res.Latency = summarize(okLat)
 	res.TTFB = summarize(okTTFB)
 	res.Lag = summarize(lag[:sent])
+	res.Pace = summarize(late[:sent])
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
@@ -210,8 +217,9 @@ func openLoop(ctx context.Context, t target, conns int, sched schedule) (openRes
 // idle (the netpoller's epoll_wait takes milliseconds), which at 1,000 req/s
 // would make the generator the noisiest part of the measurement; so the pacer
 // holds an OS thread of its own, with a 1 ns timer slack, and sleeps with
-// nanosleep(2): due times are met within tens of microseconds.
-func pace(ctx context.Context, start time.Time, sched schedule, jobs chan<- int) int {
+// nanosleep(2): due times are met within tens of microseconds. late[i] is
+// how late request i was handed out.
+func pace(ctx context.Context, start time.Time, sched schedule, jobs chan<- int, late []time.Duration) int {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	defer preciseTimer()()
@@ -221,7 +229,9 @@ func pace(ctx context.Context, start time.Time, sched schedule, jobs chan<- int)
 		if i%256 == 0 && ctx.Err() != nil {
 			return i
 		}
-		sleepUntil(start.Add(sched.Due(i)))
+		due := start.Add(sched.Due(i))
+		sleepUntil(due)
+		late[i] = time.Since(due)
 		jobs <- i
 	}
 	return count

@@ -88,7 +88,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.Soak, "soak", 60*time.Second, "closed-loop memory soak of the orchestrator (0: skip)")
 	fs.DurationVar(&o.SoakWarmup, "soak-warmup", 0, "part of the soak before the reference RSS sample (default: min(10s, soak/4))")
 	fs.StringVar(&o.LogFormat, "log-format", "", "the orchestrator's -log-format (default: its configuration's, text)")
-	fs.IntVar(&o.NoisyReruns, "noisy-reruns", 8, "rounds that may be run again, in all, when other processes took over 5 % of the CPU during them")
+	fs.IntVar(&o.NoisyReruns, "noisy-reruns", 8, "rounds that may be run again, in all, when other processes took over 5 % of the CPU during them, or (open loop) the load generator's pacer was over 0.5 ms late at p99")
 	fs.BoolVar(&o.Strict, "strict", false, "exit 1 when a target fails")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the temp dir (configuration, journal)")
 	fs.DurationVar(&o.WaitQuiet, "wait-quiet", 0, "before starting, wait up to this long for the machine to be quiet (other processes under 10 % CPU for 3 s)")

@@ -16,10 +16,10 @@ type tputRounds struct {
 
 // openRounds collects one configuration's open-loop rounds at one rate.
 type openRounds struct {
-	p50, p99, p999, max, lagP99, cpuUs, mockCPUUs []float64
-	otherPct, stealPct                            []float64
-	samples                                       int
-	errors, bad                                   int64
+	p50, p99, p999, max, lagP99, paceP99, cpuUs, mockCPUUs []float64
+	otherPct, stealPct                                     []float64
+	samples                                                int
+	errors, bad                                            int64
 }
 
 // perReqUs is CPU time per request in microseconds.
@@ -112,14 +112,15 @@ func (b *bench) closedRound(ctx context.Context, what string, t target, d time.D
 	}
 }
 
-// openRound is closedRound for an open-loop round.
+// openRound is closedRound for an open-loop round, which is also run again
+// when the load generator itself fell behind its schedule.
 func (b *bench) openRound(ctx context.Context, what string, t target, sched schedule) (openResult, error) {
 	for {
 		res, err := openLoop(ctx, t, b.opts.Conns, sched)
 		if err != nil {
 			return res, fmt.Errorf("%s: %w", what, err)
 		}
-		if !b.again(what, res.CPU.OtherPct) {
+		if !b.openAgain(what, res.CPU.OtherPct, ms(res.Pace.P99)) {
 			return res, nil
 		}
 	}
@@ -130,11 +131,35 @@ func (b *bench) openRound(ctx context.Context, what string, t target, sched sche
 // random, and one noisy round of three can move a median. The budget
 // (-noisy-reruns) bounds the run's length on a machine that stays busy.
 func (b *bench) again(what string, otherPct float64) bool {
-	if otherPct <= noisyOtherPct || b.reruns >= b.opts.NoisyReruns {
+	if otherPct <= noisyOtherPct {
+		return false
+	}
+	return b.rerun(what, fmt.Sprintf("other processes took %.0f %% of the CPU", otherPct))
+}
+
+// openAgain is again for an open-loop round, which is also rerun when the
+// pacer's own lateness (its p99, in ms: openResult.Pace) passed noisyLagMs:
+// the machine did not let the generator keep its schedule (a stalled VM), so
+// the round's tail measured the machine, not the target. The pacer hands a
+// request out before any connection takes it, so a slow target cannot make
+// its own round run again.
+func (b *bench) openAgain(what string, otherPct, paceP99Ms float64) bool {
+	if b.again(what, otherPct) {
+		return true
+	}
+	if paceP99Ms <= noisyLagMs {
+		return false
+	}
+	return b.rerun(what, fmt.Sprintf("the load generator's pacer was %.2f ms late at p99", paceP99Ms))
+}
+
+// rerun takes one rerun from the run's budget, if any is left, and says why.
+func (b *bench) rerun(what, why string) bool {
+	if b.reruns >= b.opts.NoisyReruns {
 		return false
 	}
 	b.reruns++
-	b.logf("%s: other processes took %.0f %% of the CPU; running the round again (%d of %d reruns)", what, otherPct, b.reruns, b.opts.NoisyReruns)
+	b.logf("%s: %s; running the round again (%d of %d reruns)", what, why, b.reruns, b.opts.NoisyReruns)
 	return true
 }
 
@@ -166,8 +191,8 @@ func (b *bench) latency(ctx context.Context) error {
 					return err
 				}
 				m[s.Name].add(res, res.Latency)
-				b.logf("latency @%.0f/s round %d/%d  %-12s p50 %.3f  p99 %.3f  p99.9 %.3f ms  (generator lag p99 %.3f ms, others %.0f %% CPU)",
-					rate, r+1, b.opts.Rounds, s.Name, ms(res.Latency.P50), ms(res.Latency.P99), ms(res.Latency.P999), ms(res.Lag.P99), res.CPU.OtherPct)
+				b.logf("latency @%.0f/s round %d/%d  %-12s p50 %.3f  p99 %.3f  p99.9 %.3f ms  (generator lag p99 %.3f ms, pacer %.3f, others %.0f %% CPU)",
+					rate, r+1, b.opts.Rounds, s.Name, ms(res.Latency.P50), ms(res.Latency.P99), ms(res.Latency.P999), ms(res.Lag.P99), ms(res.Pace.P99), res.CPU.OtherPct)
 			}
 		}
 	}
@@ -188,7 +213,7 @@ func (b *bench) streamTTFB(ctx context.Context) error {
 				return err
 			}
 			b.ttfb[s.Name].add(res, res.TTFB)
-			b.logf("stream TTFB @%.0f/s round %d/%d  %-12s p50 %.3f  p99 %.3f ms  (others %.0f %% CPU)", b.opts.StreamRate, r+1, b.opts.Rounds, s.Name, ms(res.TTFB.P50), ms(res.TTFB.P99), res.CPU.OtherPct)
+			b.logf("stream TTFB @%.0f/s round %d/%d  %-12s p50 %.3f  p99 %.3f ms  (pacer p99 %.3f ms, others %.0f %% CPU)", b.opts.StreamRate, r+1, b.opts.Rounds, s.Name, ms(res.TTFB.P50), ms(res.TTFB.P99), ms(res.Pace.P99), res.CPU.OtherPct)
 		}
 	}
 	return nil
@@ -200,6 +225,7 @@ func (o *openRounds) add(r openResult, l latencySummary) {
 	o.p999 = append(o.p999, ms(l.P999))
 	o.max = append(o.max, ms(l.Max))
 	o.lagP99 = append(o.lagP99, ms(r.Lag.P99))
+	o.paceP99 = append(o.paceP99, ms(r.Pace.P99))
 	o.cpuUs = append(o.cpuUs, perReqUs(r.CPU.Watch[0], int64(r.Sent)))
 	o.mockCPUUs = append(o.mockCPUUs, perReqUs(r.CPU.Watch[1], int64(r.Sent)))
 	o.otherPct = append(o.otherPct, r.CPU.OtherPct)
