@@ -173,14 +173,24 @@ func define(d Definition) *Definition {
 	return &d
 }
 
-// position returns the index in States of a declared state.
+// position returns the index in States of a declared state; define checks
+// every state it asks for first.
 func (d *Definition) position(s State) int {
+	i := d.index(s)
+	if i < 0 {
+		panic(fmt.Sprintf("fsm: %s: state %q is not declared", d.Kind, s))
+	}
+	return i
+}
+
+// index returns the index of s in States, or -1.
+func (d *Definition) index(s State) int {
 	for i, info := range d.States {
 		if info.State == s {
 			return i
 		}
 	}
-	panic(fmt.Sprintf("fsm: %s: state %q is not declared", d.Kind, s))
+	return -1
 }
 
 // stepFrom returns the index in steps of event e from the state at
@@ -232,11 +242,4 @@ func (d *Definition) IsTerminal(s State) bool { return d.terminal[s] }
 func (d *Definition) HasEvent(e Event) bool { return d.known[e] }
 
 // HasState reports whether s is a state of this machine.
-func (d *Definition) HasState(s State) bool {
-	for _, info := range d.States {
-		if info.State == s {
-			return true
-		}
-	}
-	return false
-}
+func (d *Definition) HasState(s State) bool { return d.index(s) >= 0 }
