@@ -82,7 +82,7 @@ func (d *Definition) New(id string, hook Hook, now func() time.Time) *Machine {
 func (m *Machine) Release() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.f == nil || !m.def.ends[m.at] {
+	if m.f == nil || !m.def.States[m.at].Terminal {
 		return
 	}
 	m.def.pool.Put(m.f)
@@ -109,7 +109,7 @@ func (m *Machine) State() State {
 func (m *Machine) Done() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.def.ends[m.at]
+	return m.def.States[m.at].Terminal
 }
 
 // Fire applies event e with the pipeline's detail. On success the hook is

@@ -38,13 +38,11 @@ type Definition struct {
 	known    map[Event]bool
 
 	// The same table by position, for Machine: out[i] lists the steps
-	// leaving States[i], in order; stepTo[j] is the position of
-	// steps[j].To; ends[i] tells whether States[i] is terminal. A machine
-	// keeps the position of its state, so a move is found by comparing a
-	// few event names instead of hashing two strings.
+	// leaving States[i], in order, and stepTo[j] is the position of
+	// steps[j].To. A machine keeps the position of its state, so a move is
+	// found by comparing a few event names instead of hashing two strings.
 	out    [][]int
 	stepTo []int
-	ends   []bool
 	start  int // the position of Initial
 
 	// pool keeps the looplab/fsm instances of released machines: building
@@ -158,13 +156,7 @@ func define(d Definition) *Definition {
 		d.events = append(d.events, lfsm.EventDesc{Name: string(r.Event), Src: src, Dst: string(r.To)})
 	}
 	d.out = make([][]int, len(d.States))
-	d.ends = make([]bool, len(d.States))
-	for i, s := range d.States {
-		d.ends[i] = s.Terminal
-		if s.State == d.Initial {
-			d.start = i
-		}
-	}
+	d.start = d.position(d.Initial)
 	for j, st := range d.steps {
 		from := d.position(st.From)
 		d.out[from] = append(d.out[from], j)

@@ -138,7 +138,7 @@ func (b *bench) again(what string, otherPct float64) bool {
 }
 
 // openAgain is again for an open-loop round, which is also rerun when the
-// pacer's own lateness (its p99, in ms: openResult.Pace) passed noisyLagMs:
+// pacer's own lateness (its p99, in ms: openResult.Pace) passed noisyPaceMs:
 // the machine did not let the generator keep its schedule (a stalled VM), so
 // the round's tail measured the machine, not the target. The pacer hands a
 // request out before any connection takes it, so a slow target cannot make
@@ -147,7 +147,7 @@ func (b *bench) openAgain(what string, otherPct, paceP99Ms float64) bool {
 	if b.again(what, otherPct) {
 		return true
 	}
-	if paceP99Ms <= noisyLagMs {
+	if paceP99Ms <= noisyPaceMs {
 		return false
 	}
 	return b.rerun(what, fmt.Sprintf("the load generator's pacer was %.2f ms late at p99", paceP99Ms))

@@ -15,11 +15,11 @@ func TestOpenRoundsRunAgainWhenOthersOrTheGeneratorWereNoisy(t *testing.T) {
 		otherPct, paceMs float64
 		want             bool
 	}{
-		{0, 0.2, false},        // a quiet round
-		{0, noisyLagMs, false}, // at the limit
-		{0, 0.9, true},         // the generator fell behind: the first rerun
-		{12, 0.2, true},        // other processes were busy: the second
-		{0, 3, false},          // the budget is spent: kept as it is
+		{0, 0.2, false},         // a quiet round
+		{0, noisyPaceMs, false}, // at the limit
+		{0, 0.9, true},          // the generator fell behind: the first rerun
+		{12, 0.2, true},         // other processes were busy: the second
+		{0, 3, false},           // the budget is spent: kept as it is
 	} {
 		if got := b.openAgain("latency @1000/s proxy", c.otherPct, c.paceMs); got != c.want {
 			t.Fatalf("case %d (others %.0f %%, pacer %.2f ms): again %v, want %v", i, c.otherPct, c.paceMs, got, c.want)
